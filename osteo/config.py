@@ -1,0 +1,209 @@
+"""Typed run configuration: YAML files with a base, dotlist overrides, strict validation.
+
+A config file is plain YAML (OmegaConf, safe loading: no code is executed). It may name a
+``base`` file, relative to itself, whose values it extends; bases may chain. Command-line
+``key=value`` overrides are applied last. The result is merged into the dataclass schema
+below, so an unknown key, a wrong type or a value outside a fixed set of choices fails at
+start-up with the key's full path, the bad value and what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+__all__ = [
+    "ConfigError",
+    "OsteoConfig",
+    "load_config",
+    "config_from_dict",
+    "save_config",
+    "to_yaml",
+]
+
+BASE_KEY = "base"
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key and the problem."""
+
+
+@dataclass
+class SyntheticConfig:
+    """How to make the built-in synthetic cohort when the manifest does not exist yet."""
+
+    enabled: bool = True  # make the cohort when `data.manifest` is missing
+    preset: Literal["tiny", "default", "paper"] = "default"
+    n_studies: int | None = None  # override the preset's size
+    seed: int = 0
+    format: Literal["dicom", "png"] = "dicom"
+    workers: int = 2
+
+
+@dataclass
+class SplitConfig:
+    """Patient-level splits (see osteo.data.manifest.make_splits)."""
+
+    internal_test_from: str | None = "2008-01-01"  # inclusive study_date range, YYYY-MM-DD
+    internal_test_to: str | None = "2009-06-30"
+    internal_test_sites: list[str] = field(default_factory=lambda: ["A"])
+    external_test_sites: list[str] = field(default_factory=lambda: ["B"])
+    val_fraction: float = 0.15
+    seed: int = 0
+    # Reuse a split table (study_id, split) instead of computing one; makes a run reproducible.
+    splits_file: str | None = None
+
+
+@dataclass
+class DataConfig:
+    manifest: str = "data/synthetic/manifest.csv"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    check_files: bool = True  # verify every image_path/mask_path exists when loading
+    # What to do with a missing age/sex/weight: "error" lists the rows; "median" imputes
+    # the training split's median (mode for sex) and records how many were imputed.
+    clinical_missing: Literal["error", "median"] = "error"
+
+
+@dataclass
+class OsteoConfig:
+    """The whole run configuration. Sections are added as pipeline stages land."""
+
+    name: str = "run"
+    task: Literal["classification", "segmentation"] = "classification"
+    output_dir: str = "runs"
+    seed: int = 0
+    resume: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"Config file not found: {path}")
+    try:
+        # safe_load: config files are data and can never execute code.
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"Config file {path} is not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"Config file {path} must hold a mapping at the top, got {type(data).__name__}"
+        )
+    return data
+
+
+def _load_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+    path = path.resolve()
+    if path in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path))
+        raise ConfigError(f"Config files extend each other in a loop: {chain}")
+    data = _read_yaml(path)
+    base_name = data.pop(BASE_KEY, None)
+    node = OmegaConf.create(data)
+    if base_name is None:
+        return node
+    if not isinstance(base_name, str):
+        raise ConfigError(f"{path}: '{BASE_KEY}' must be a file name, got {base_name!r}")
+    base = _load_with_bases(path.parent / base_name, (*seen, path))
+    return OmegaConf.merge(base, node)
+
+
+def _schema_keys(node: Any) -> list[str]:
+    try:
+        return sorted(str(k) for k in node.keys())
+    except Exception:  # noqa: BLE001 - only used to enrich an error message
+        return []
+
+
+def _explain(err: OmegaConfBaseException, schema: DictConfig, source: str) -> ConfigError:
+    """Turn an OmegaConf error into one message with the full key and what was expected."""
+    full_key = getattr(err, "full_key", None) or getattr(err, "key", None) or "?"
+    if isinstance(err, ConfigKeyError):
+        parent_path = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+        parent = OmegaConf.select(schema, parent_path) if parent_path else schema
+        valid = ", ".join(_schema_keys(parent))
+        where = f"'{parent_path}'" if parent_path else "the top level"
+        return ConfigError(
+            f"Unknown config key '{full_key}' ({source}). Valid keys at {where}: {valid}"
+        )
+    msg = str(err).splitlines()[0]
+    return ConfigError(f"Invalid value for config key '{full_key}' ({source}): {msg}")
+
+
+def _merge_into_schema(schema: DictConfig, node: Any, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(schema, node)
+    except (ConfigKeyError, ValidationError, OmegaConfBaseException) as err:
+        raise _explain(err, schema, source) from None
+
+
+def _parse_overrides(overrides: list[str]) -> DictConfig:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"Override '{item}' is not of the form key=value")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"Could not parse overrides {overrides}: {err}") from None
+
+
+def _validate(cfg: OsteoConfig) -> None:
+    """Checks that a type alone cannot express."""
+    if not 0.0 < cfg.data.split.val_fraction < 1.0:
+        raise ConfigError(
+            f"Invalid value for config key 'data.split.val_fraction': "
+            f"{cfg.data.split.val_fraction}; expected a fraction between 0 and 1 (exclusive)"
+        )
+    if cfg.data.synthetic.workers < 1:
+        raise ConfigError(
+            f"Invalid value for config key 'data.synthetic.workers': "
+            f"{cfg.data.synthetic.workers}; expected an integer >= 1"
+        )
+
+
+def config_from_dict(data: dict[str, Any] | DictConfig, source: str = "dict") -> DictConfig:
+    """Validate a plain mapping against the schema (used by tests and sweeps)."""
+    schema = OmegaConf.structured(OsteoConfig)
+    cfg = _merge_into_schema(schema, data, source)
+    _validate(OmegaConf.to_object(cfg))
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """Load a config file (with its bases), apply ``key=value`` overrides, validate.
+
+    Returns a typed ``DictConfig``: assigning an unknown key or a wrong type later also fails.
+    """
+    schema = OmegaConf.structured(OsteoConfig)
+    cfg = schema
+    if path is not None:
+        cfg = _merge_into_schema(schema, _load_with_bases(Path(path)), f"from {path}")
+    if overrides:
+        cfg = _merge_into_schema(cfg, _parse_overrides(overrides), "from the command line")
+    try:
+        OmegaConf.resolve(cfg)  # interpolations such as ${name} fail here, not mid-run
+    except OmegaConfBaseException as err:
+        raise _explain(err, schema, "while resolving interpolations") from None
+    _validate(OmegaConf.to_object(cfg))
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def save_config(cfg: DictConfig, path: str | Path) -> Path:
+    """Write the resolved config (atomically) so the run can be reproduced from it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(to_yaml(cfg), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,332 @@
+"""Read a radiograph from DICOM, PNG/TIFF/JPEG or NIfTI/NRRD/MHA into float32 pixels.
+
+Every reader returns the same thing: a 2D float32 array in which bone is bright, the pixel
+spacing in mm (``(row, column)``, or ``None`` with a warning when the file does not say), and
+the few tags the pipeline uses. Patient names and identifiers are never copied into the tags.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Radiograph",
+    "RadiographReadError",
+    "MissingSpacingWarning",
+    "read_radiograph",
+    "is_dicom_file",
+    "DICOM_SUFFIXES",
+    "ITK_SUFFIXES",
+]
+
+DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
+ITK_SUFFIXES = {
+    ".png",
+    ".tif",
+    ".tiff",
+    ".jpg",
+    ".jpeg",
+    ".nii",
+    ".nii.gz",
+    ".nrrd",
+    ".nhdr",
+    ".mha",
+    ".mhd",
+}
+
+# Which packages decode which compressed transfer syntaxes in pydicom (pydicom >= 3).
+_DECODER_HINTS = {
+    "1.2.840.10008.1.2.4.50": "pylibjpeg pylibjpeg-libjpeg (or pillow)",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "pylibjpeg pylibjpeg-libjpeg (or pillow)",  # JPEG extended
+    "1.2.840.10008.1.2.4.57": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless
+    "1.2.840.10008.1.2.4.70": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80": "pylibjpeg pylibjpeg-libjpeg (or pyjpegls)",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "pylibjpeg pylibjpeg-libjpeg (or pyjpegls)",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.90": "pylibjpeg pylibjpeg-openjpeg (or pillow)",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": "pylibjpeg pylibjpeg-openjpeg (or pillow)",  # JPEG 2000
+    "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",  # RLE (pydicom also has a native decoder)
+}
+_DEFAULT_DECODER_HINT = "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+
+
+class RadiographReadError(ValueError):
+    """A file could not be read as a single greyscale radiograph; the message names the file."""
+
+
+class MissingSpacingWarning(UserWarning):
+    """A radiograph carries no pixel spacing: sizes in mm (ROIs, resampling) are guesses."""
+
+
+@dataclass
+class Radiograph:
+    pixels: np.ndarray  # float32, (rows, columns), bone bright
+    spacing: tuple[float, float] | None  # (row, column) in mm
+    tags: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.pixels.shape)  # type: ignore[return-value]
+
+
+def is_dicom_file(path: Path) -> bool:
+    """DICOM Part 10 files carry 'DICM' at byte 128; bare datasets are recognised by suffix."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _full_suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def read_radiograph(path: str | Path) -> Radiograph:
+    """Read one radiograph. Raises ``RadiographReadError`` naming the file on any failure."""
+    path = Path(path)
+    if not path.exists():
+        raise RadiographReadError(f"{path}: file does not exist")
+    if not path.is_file():
+        raise RadiographReadError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise RadiographReadError(f"{path}: file is empty")
+    if is_dicom_file(path):
+        return _read_dicom(path)
+    if _full_suffix(path) in ITK_SUFFIXES:
+        return _read_itk(path)
+    raise RadiographReadError(
+        f"{path}: unknown image format '{path.suffix}'; expected DICOM or one of "
+        f"{', '.join(sorted(ITK_SUFFIXES))}"
+    )
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def _dicom_age_years(value: Any) -> float | None:
+    """DICOM AS values look like '067Y', '030M', '012W', '005D'."""
+    if not value:
+        return None
+    text = str(value).strip().upper()
+    units = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except (ValueError, IndexError):
+        return None
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _dicom_spacing(ds: Any, path: Path) -> tuple[tuple[float, float] | None, str | None]:
+    # Projection radiographs: Imager Pixel Spacing is measured at the detector and is what
+    # CR/DX devices fill in; Pixel Spacing, when present, may be calibrated to the patient.
+    # The issue's order (imager first) matches what most hip-radiograph studies report.
+    for keyword in ("ImagerPixelSpacing", "PixelSpacing"):
+        value = ds.get(keyword)
+        if value is None:
+            continue
+        try:
+            row, col = (float(v) for v in value)
+        except (TypeError, ValueError):
+            warnings.warn(
+                f"{path}: {keyword} {value!r} is not two numbers; ignored",
+                MissingSpacingWarning,
+                stacklevel=3,
+            )
+            continue
+        if row > 0 and col > 0:
+            return (row, col), keyword
+    warnings.warn(
+        f"{path}: neither ImagerPixelSpacing nor PixelSpacing is present; sizes in mm "
+        "(ROI boxes, resampling) will use the configured default spacing",
+        MissingSpacingWarning,
+        stacklevel=3,
+    )
+    return None, None
+
+
+def _nominal_output_range(ds: Any, voi: str | None) -> tuple[float, float]:
+    """The value range that the last grey-scale step can produce (for MONOCHROME1 inversion).
+
+    Inverting within this fixed range, not the image's own min/max, keeps the mapping the same
+    for every image of a device, so grey values stay comparable between studies.
+    """
+    if voi == "lut":
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        return 0.0, float(2**bits - 1)
+    bits = int(ds.BitsStored)
+    if ds.get("ModalityLUTSequence"):
+        bits_out = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
+        return 0.0, float(2**bits_out - 1)
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        lo, hi = 0.0, float(2**bits - 1)
+    else:
+        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    ends = sorted((lo * slope + intercept, hi * slope + intercept))
+    return ends[0], ends[1]
+
+
+def _decode_pixels(ds: Any, path: Path) -> np.ndarray:
+    transfer_syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        return ds.pixel_array
+    except Exception as err:  # pydicom raises several types for missing decoders and bad data
+        text = str(err)
+        compressed = bool(transfer_syntax is not None and transfer_syntax.is_compressed)
+        if compressed and (
+            "decod" in text.lower()
+            or "plugin" in text.lower()
+            or "dependencies" in text.lower()
+            or "handler" in text.lower()
+        ):
+            hint = _DECODER_HINTS.get(str(transfer_syntax), _DEFAULT_DECODER_HINT)
+            raise RadiographReadError(
+                f"{path}: pixel data is compressed ({transfer_syntax.name}) and no installed "
+                f"package can decode it; install: pip install {hint} "
+                f"(or pip install 'osteo[dicom-codecs]')"
+            ) from err
+        raise RadiographReadError(
+            f"{path}: pixel data could not be read (truncated or corrupt file?): {text}"
+        ) from err
+
+
+def _read_dicom(path: Path) -> Radiograph:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(path, force=path.suffix.lower() in DICOM_SUFFIXES)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as err:
+        raise RadiographReadError(f"{path}: not a readable DICOM file: {err}") from err
+    if "PixelData" not in ds:
+        raise RadiographReadError(f"{path}: DICOM file has no pixel data (PixelData missing)")
+
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise RadiographReadError(
+            f"{path}: colour image (SamplesPerPixel={samples}, PhotometricInterpretation="
+            f"{photometric}); expected a greyscale MONOCHROME1/MONOCHROME2 radiograph"
+        )
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames != 1:
+        raise RadiographReadError(
+            f"{path}: multi-frame image ({frames} frames); expected a single radiograph"
+        )
+
+    stored = _decode_pixels(ds, path)
+    if stored.ndim != 2:
+        raise RadiographReadError(f"{path}: pixel array has shape {stored.shape}; expected 2D")
+
+    pixels = apply_modality_lut(stored, ds)
+    voi: str | None = None
+    if ds.get("VOILUTSequence"):
+        voi = "lut"
+    elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        voi = "window"
+    if voi is not None:
+        pixels = apply_voi_lut(pixels, ds)
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if photometric == "MONOCHROME1":
+        # MONOCHROME1 displays low values as white; invert so bone is always bright.
+        lo, hi = _nominal_output_range(ds, voi)
+        pixels = np.float32(lo + hi) - pixels
+    if not np.isfinite(pixels).all():
+        raise RadiographReadError(f"{path}: pixel data contains NaN or infinite values")
+
+    spacing, spacing_source = _dicom_spacing(ds, path)
+    tags = {
+        "format": "dicom",
+        "modality": str(ds.get("Modality", "")),
+        "photometric_interpretation": photometric,
+        "voi": voi,
+        "spacing_source": spacing_source,
+        "rows": int(stored.shape[0]),
+        "columns": int(stored.shape[1]),
+        "bits_stored": int(ds.get("BitsStored", 0) or 0),
+        "transfer_syntax": str(getattr(ds.file_meta, "TransferSyntaxUID", "")),
+        "manufacturer": str(ds.get("Manufacturer", "")),
+        "body_part": str(ds.get("BodyPartExamined", "")),
+        "view_position": str(ds.get("ViewPosition", "")),
+        "study_date": str(ds.get("StudyDate", "")),
+        "patient_age": _dicom_age_years(ds.get("PatientAge")),
+        "patient_sex": (str(ds.get("PatientSex", "")).strip().upper() or None),
+        "patient_weight": _float_or_none(ds.get("PatientWeight")),
+    }
+    return Radiograph(pixels=pixels, spacing=spacing, tags=tags, path=path)
+
+
+# --------------------------------------------------------------------------- SimpleITK
+
+
+def _read_itk(path: Path) -> Radiograph:
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown error"
+        raise RadiographReadError(f"{path}: not a readable image ({first})") from err
+
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise RadiographReadError(
+            f"{path}: colour image ({image.GetNumberOfComponentsPerPixel()} channels); "
+            "expected a greyscale radiograph"
+        )
+    size = image.GetSize()
+    if image.GetDimension() == 3:
+        if size[2] != 1:
+            raise RadiographReadError(
+                f"{path}: 3D or multi-frame image of size {size}; expected a single 2D radiograph"
+            )
+        image = image[:, :, 0]
+    elif image.GetDimension() != 2:
+        raise RadiographReadError(f"{path}: {image.GetDimension()}D image; expected 2D")
+
+    pixels = sitk.GetArrayFromImage(image).astype(np.float32)  # (rows, columns)
+    if not np.isfinite(pixels).all():
+        raise RadiographReadError(f"{path}: pixel data contains NaN or infinite values")
+    sx, sy = (float(s) for s in image.GetSpacing()[:2])
+    suffix = _full_suffix(path)
+    spacing: tuple[float, float] | None = (sy, sx)
+    spacing_source: str | None = "image header"
+    # PNG/TIFF/JPEG store a resolution only optionally; ITK reports 1.0 when there is none,
+    # which is indistinguishable from a true 1 mm pixel, so treat exactly (1, 1) as unknown.
+    if suffix in {".png", ".tif", ".tiff", ".jpg", ".jpeg"} and (sx, sy) == (1.0, 1.0):
+        spacing, spacing_source = None, None
+        warnings.warn(
+            f"{path}: the file carries no pixel spacing; sizes in mm (ROI boxes, resampling) "
+            "will use the configured default spacing",
+            MissingSpacingWarning,
+            stacklevel=2,
+        )
+    tags = {
+        "format": suffix.lstrip("."),
+        "spacing_source": spacing_source,
+        "rows": int(pixels.shape[0]),
+        "columns": int(pixels.shape[1]),
+        "patient_age": None,
+        "patient_sex": None,
+        "patient_weight": None,
+    }
+    return Radiograph(pixels=pixels, spacing=spacing, tags=tags, path=path)

@@ -1,0 +1,452 @@
+"""The manifest: one CSV row per radiograph, validated in full, and patient-level splits.
+
+Columns (DESIGN.md): ``study_id, patient_id, image_path, study_date, site, age, sex, weight,
+tscore``; optional ``mask_path, label, split``. Paths are relative to the manifest's folder
+unless absolute. ``label`` is ``tscore <= -2.5`` (WHO osteoporosis) unless given.
+
+Validation collects every problem before raising, so a user fixes a file in one pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "SPLIT_NAMES",
+    "OSTEOPOROSIS_TSCORE",
+    "ManifestError",
+    "ManifestProblem",
+    "load_manifest",
+    "validate_manifest",
+    "make_splits",
+    "write_splits",
+    "read_splits",
+    "apply_splits",
+    "summarize",
+    "format_summary",
+    "hash_identifier",
+]
+
+REQUIRED_COLUMNS = (
+    "study_id",
+    "patient_id",
+    "image_path",
+    "study_date",
+    "site",
+    "age",
+    "sex",
+    "weight",
+    "tscore",
+)
+OPTIONAL_COLUMNS = ("mask_path", "label", "split")
+SPLIT_NAMES = ("train", "val", "internal_test", "external_test")
+# Development studies of a patient who is also in a test cohort: kept out of training so no
+# patient is ever in two splits; counted and reported, never silently dropped.
+EXCLUDED_SPLIT = "excluded_overlap"
+OSTEOPOROSIS_TSCORE = -2.5
+AGE_RANGE = (18.0, 110.0)
+WEIGHT_RANGE_KG = (25.0, 250.0)
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    row: int | None  # 1-based data row (the CSV line is row + 1); None for file-level problems
+    column: str | None
+    value: object
+    expected: str
+
+    def __str__(self) -> str:
+        where = "file" if self.row is None else f"row {self.row} (line {self.row + 1})"
+        col = f", column '{self.column}'" if self.column else ""
+        val = "" if self.value is None else f": got {self.value!r}"
+        return f"{where}{col}{val}; expected {self.expected}"
+
+
+class ManifestError(ValueError):
+    """A manifest has problems; ``.problems`` lists all of them."""
+
+    def __init__(self, path: str | Path, problems: Sequence[ManifestProblem], limit: int = 50):
+        self.path = Path(path)
+        self.problems = list(problems)
+        shown = "\n".join(f"  - {p}" for p in self.problems[:limit])
+        more = len(self.problems) - limit
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(
+            f"{self.path}: {len(self.problems)} problem(s) in the manifest:\n{shown}{tail}"
+        )
+
+
+def hash_identifier(value: object, salt: str = "osteo") -> str:
+    """A short one-way hash, so outputs can group by patient without carrying the identifier."""
+    return hashlib.sha256(f"{salt}:{value}".encode()).hexdigest()[:16]
+
+
+def _blank(value: object) -> bool:
+    return (
+        value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
+    )
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(str(value).strip())
+    return path if path.is_absolute() else (base / path)
+
+
+def _check_number(problems, row, column, value, lo, hi, unit=""):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        problems.append(
+            ManifestProblem(row, column, value, f"a number between {lo:g} and {hi:g}{unit}")
+        )
+        return None
+    if not (lo <= number <= hi) or np.isnan(number):
+        problems.append(
+            ManifestProblem(row, column, value, f"a number between {lo:g} and {hi:g}{unit}")
+        )
+        return None
+    return number
+
+
+def validate_manifest(
+    table: pd.DataFrame,
+    base_dir: Path,
+    require_label: bool = True,
+    check_files: bool = True,
+) -> tuple[pd.DataFrame, list[ManifestProblem]]:
+    """Check every row and return (a normalised copy, the list of problems)."""
+    problems: list[ManifestProblem] = []
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    for column in missing:
+        problems.append(ManifestProblem(None, column, None, f"a column named '{column}'"))
+    if missing:
+        return table, problems
+
+    out = table.copy()
+    ages, weights, tscores, labels, dates, sexes = [], [], [], [], [], []
+    image_paths, mask_paths = [], []
+    has_mask = "mask_path" in out.columns
+    has_label = "label" in out.columns
+    has_split = "split" in out.columns
+    for i, rec in enumerate(out.to_dict("records")):
+        row = i + 1
+        for column in ("study_id", "patient_id", "image_path", "site"):
+            if _blank(rec[column]):
+                problems.append(ManifestProblem(row, column, rec[column], "a non-empty value"))
+
+        date = pd.to_datetime(str(rec["study_date"]).strip(), errors="coerce", format="%Y-%m-%d")
+        if pd.isna(date):
+            date = pd.to_datetime(str(rec["study_date"]).strip(), errors="coerce", format="%Y%m%d")
+        if pd.isna(date):
+            problems.append(
+                ManifestProblem(
+                    row, "study_date", rec["study_date"], "a date as YYYY-MM-DD (or YYYYMMDD)"
+                )
+            )
+        dates.append(date)
+
+        ages.append(_check_number(problems, row, "age", rec["age"], *AGE_RANGE, " years"))
+        weights.append(
+            _check_number(problems, row, "weight", rec["weight"], *WEIGHT_RANGE_KG, " kg")
+        )
+        sex = str(rec["sex"]).strip().upper() if not _blank(rec["sex"]) else ""
+        if sex not in ("F", "M"):
+            problems.append(ManifestProblem(row, "sex", rec["sex"], "'F' or 'M'"))
+        sexes.append(sex or None)
+
+        label = None
+        if has_label and not _blank(rec["label"]):
+            if str(rec["label"]).strip() in ("0", "1", "0.0", "1.0", "True", "False"):
+                label = int(float(str(rec["label"]).strip() in ("1", "1.0", "True")))
+            else:
+                problems.append(ManifestProblem(row, "label", rec["label"], "0 or 1 (or empty)"))
+        tscore = None
+        if _blank(rec["tscore"]):
+            if require_label and label is None:
+                problems.append(
+                    ManifestProblem(
+                        row,
+                        "tscore",
+                        rec["tscore"],
+                        "a numeric T-score (or a 'label' of 0/1) because labels are needed",
+                    )
+                )
+        else:
+            tscore = _check_number(problems, row, "tscore", rec["tscore"], -10.0, 10.0)
+            if label is None and tscore is not None:
+                label = int(tscore <= OSTEOPOROSIS_TSCORE)
+        tscores.append(tscore)
+        labels.append(label)
+
+        image = _resolve(base_dir, rec["image_path"]) if not _blank(rec["image_path"]) else None
+        if check_files and image is not None and not image.is_file():
+            problems.append(
+                ManifestProblem(
+                    row,
+                    "image_path",
+                    rec["image_path"],
+                    f"an existing image file (looked for {image})",
+                )
+            )
+        image_paths.append(str(image) if image is not None else None)
+        mask = None
+        if has_mask and not _blank(rec["mask_path"]):
+            mask = _resolve(base_dir, rec["mask_path"])
+            if check_files and not mask.is_file():
+                problems.append(
+                    ManifestProblem(
+                        row,
+                        "mask_path",
+                        rec["mask_path"],
+                        f"an existing mask file (looked for {mask})",
+                    )
+                )
+        mask_paths.append(str(mask) if mask is not None else None)
+        if has_split and not _blank(rec["split"]) and str(rec["split"]).strip() not in SPLIT_NAMES:
+            problems.append(
+                ManifestProblem(
+                    row, "split", rec["split"], f"one of {', '.join(SPLIT_NAMES)} (or empty)"
+                )
+            )
+
+    out["study_id"] = out["study_id"].astype(str).str.strip()
+    out["patient_id"] = out["patient_id"].astype(str).str.strip()
+    out["site"] = out["site"].astype(str).str.strip()
+    duplicated = out["study_id"].duplicated(keep="first")
+    for i in np.flatnonzero(duplicated.to_numpy()):
+        first = int(np.flatnonzero((out["study_id"] == out["study_id"].iloc[i]).to_numpy())[0]) + 1
+        problems.append(
+            ManifestProblem(
+                int(i) + 1,
+                "study_id",
+                out["study_id"].iloc[i],
+                f"a unique study_id (already used in row {first})",
+            )
+        )
+
+    out["study_date"] = dates
+    out["age"] = pd.array(ages, dtype="Float64")
+    out["weight"] = pd.array(weights, dtype="Float64")
+    out["sex"] = sexes
+    out["tscore"] = pd.array(tscores, dtype="Float64")
+    out["label"] = pd.array(labels, dtype="Int64")
+    out["image_path"] = image_paths
+    out["mask_path"] = mask_paths
+    if has_split:
+        out["split"] = [None if _blank(s) else str(s).strip() for s in out["split"]]
+
+    # One patient, one sex: a mismatch usually means two patients share an identifier.
+    sex_per_patient = out.dropna(subset=["sex"]).groupby("patient_id")["sex"].nunique()
+    for patient in sex_per_patient[sex_per_patient > 1].index:
+        rows = [int(i) + 1 for i in np.flatnonzero((out["patient_id"] == patient).to_numpy())]
+        problems.append(
+            ManifestProblem(
+                rows[0], "sex", f"rows {rows}", "the same sex for every study of one patient_id"
+            )
+        )
+    return out, problems
+
+
+def load_manifest(
+    path: str | Path, require_label: bool = True, check_files: bool = True
+) -> pd.DataFrame:
+    """Read and validate a manifest; raise ``ManifestError`` listing every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(path, [ManifestProblem(None, None, None, "an existing CSV file")])
+    try:
+        # Everything as text: numbers are parsed (and reported) row by row by the validator.
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise ManifestError(
+            path, [ManifestProblem(None, None, str(err), "a readable CSV file")]
+        ) from None
+    if table.empty:
+        raise ManifestError(path, [ManifestProblem(None, None, None, "at least one data row")])
+    table.columns = [c.strip() for c in table.columns]
+    out, problems = validate_manifest(table, path.resolve().parent, require_label, check_files)
+    if problems:
+        problems.sort(key=lambda p: p.row or 0)
+        raise ManifestError(path, problems)
+    return out.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def _in_date_range(dates: pd.Series, start: str | None, end: str | None) -> np.ndarray:
+    mask = np.ones(len(dates), dtype=bool)
+    if start:
+        mask &= (dates >= pd.Timestamp(start)).to_numpy()
+    if end:
+        mask &= (dates <= pd.Timestamp(end)).to_numpy()
+    return mask
+
+
+def make_splits(
+    manifest: pd.DataFrame,
+    internal_test_from: str | None = None,
+    internal_test_to: str | None = None,
+    internal_test_sites: Iterable[str] = ("A",),
+    external_test_sites: Iterable[str] = ("B",),
+    val_fraction: float = 0.15,
+    seed: int = 0,
+) -> pd.Series:
+    """Assign every study a split, by patient, so that no patient is in two splits.
+
+    - external_test: studies from ``external_test_sites``;
+    - internal_test: studies from ``internal_test_sites`` dated within the range (temporal
+      separation, as in the reference); with no range, no internal test set;
+    - the remaining (development) patients go to train/val, stratified by the patient's label
+      (positive if any study is positive), seeded;
+    - development studies of a patient who also has a test study are marked
+      ``excluded_overlap``: the test cohorts stay as defined, training never sees a test patient.
+
+    A ``split`` column in the manifest, where filled, overrides the computed split of its row.
+    """
+    sites = manifest["site"].astype(str)
+    external = sites.isin(list(external_test_sites)).to_numpy()
+    internal = np.zeros(len(manifest), dtype=bool)
+    if internal_test_from or internal_test_to:
+        internal = (
+            sites.isin(list(internal_test_sites)).to_numpy()
+            & _in_date_range(manifest["study_date"], internal_test_from, internal_test_to)
+            & ~external
+        )
+    split = np.full(len(manifest), "", dtype=object)
+    split[external] = "external_test"
+    split[internal] = "internal_test"
+
+    given = manifest["split"] if "split" in manifest.columns else pd.Series([None] * len(manifest))
+    given_mask = given.notna().to_numpy()
+    split[given_mask] = given[given_mask].to_numpy()
+
+    patients = manifest["patient_id"].to_numpy()
+    test_patients_ext = set(patients[split == "external_test"])
+    test_patients_int = set(patients[split == "internal_test"]) - test_patients_ext
+    # A patient in both test cohorts stays in the external one (another hospital's images).
+    for i in np.flatnonzero(split == "internal_test"):
+        if patients[i] in test_patients_ext and not given_mask[i]:
+            split[i] = EXCLUDED_SPLIT
+    test_patients = test_patients_ext | test_patients_int
+    dev = split == ""
+    for i in np.flatnonzero(dev):
+        if patients[i] in test_patients:
+            split[i] = EXCLUDED_SPLIT
+    dev = split == ""
+
+    dev_table = pd.DataFrame(
+        {"patient_id": patients[dev], "label": manifest["label"].to_numpy()[dev]}
+    )
+    patient_label = dev_table.groupby("patient_id")["label"].max().fillna(0).astype(int)
+    rng = np.random.default_rng(seed)
+    val_patients: set[str] = set()
+    for _, group in patient_label.groupby(patient_label):
+        ids = np.array(sorted(group.index))
+        rng.shuffle(ids)
+        n_val = int(round(val_fraction * len(ids)))
+        val_patients.update(ids[:n_val].tolist())
+    for i in np.flatnonzero(dev):
+        split[i] = "val" if patients[i] in val_patients else "train"
+
+    result = pd.Series(split, index=manifest.index, name="split")
+    check_no_patient_leak(manifest["patient_id"], result)
+    return result
+
+
+def check_no_patient_leak(patient_ids: pd.Series, split: pd.Series) -> None:
+    """Raise if any patient has studies in two different splits (excluded rows aside)."""
+    table = pd.DataFrame({"patient_id": patient_ids.to_numpy(), "split": split.to_numpy()})
+    table = table[table["split"] != EXCLUDED_SPLIT]
+    counts = table.groupby("patient_id")["split"].nunique()
+    leaked = counts[counts > 1]
+    if len(leaked):
+        examples = ", ".join(hash_identifier(p) for p in leaked.index[:5])
+        raise ValueError(
+            f"{len(leaked)} patient(s) have studies in more than one split (patient hashes: "
+            f"{examples}); a 'split' column must assign all studies of a patient to one split"
+        )
+
+
+def write_splits(manifest: pd.DataFrame, split: pd.Series, path: str | Path) -> Path:
+    """Write ``study_id, patient_hash, split``; patient ids are hashed, never written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(
+        {
+            "study_id": manifest["study_id"].to_numpy(),
+            "patient_hash": [hash_identifier(p) for p in manifest["patient_id"]],
+            "split": split.to_numpy(),
+        }
+    )
+    tmp = path.with_name(f".{path.name}.tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def read_splits(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in ("study_id", "split"):
+        if column not in table.columns:
+            raise ValueError(f"{path}: split table has no '{column}' column")
+    bad = table[~table["split"].isin((*SPLIT_NAMES, EXCLUDED_SPLIT))]
+    if len(bad):
+        row = int(bad.index[0]) + 1
+        raise ValueError(
+            f"{path}: row {row}, column 'split': got {bad['split'].iloc[0]!r}; "
+            f"expected one of {', '.join((*SPLIT_NAMES, EXCLUDED_SPLIT))}"
+        )
+    return table
+
+
+def apply_splits(manifest: pd.DataFrame, splits: pd.DataFrame, source: str = "splits") -> pd.Series:
+    """Look up each manifest study in a saved split table; every study must be there."""
+    lookup = dict(zip(splits["study_id"].astype(str), splits["split"], strict=True))
+    missing = [s for s in manifest["study_id"] if s not in lookup]
+    if missing:
+        raise ValueError(
+            f"{source}: {len(missing)} manifest studies have no split "
+            f"(first: {missing[:3]}); the split table belongs to another manifest"
+        )
+    result = pd.Series(
+        [lookup[s] for s in manifest["study_id"]], index=manifest.index, name="split"
+    )
+    check_no_patient_leak(manifest["patient_id"], result)
+    return result
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summarize(manifest: pd.DataFrame, split: pd.Series | None = None) -> pd.DataFrame:
+    """Studies, patients, positives and prevalence per split (if given) and site."""
+    table = manifest.assign(split=split.to_numpy() if split is not None else "all")
+    groups = table.groupby(["split", "site"], sort=True)
+    out = groups.agg(
+        studies=("study_id", "size"),
+        patients=("patient_id", "nunique"),
+        positives=("label", lambda s: int(s.fillna(0).sum())),
+    )
+    out["prevalence"] = (out["positives"] / out["studies"]).round(3)
+    return out.reset_index()
+
+
+def format_summary(manifest: pd.DataFrame, split: pd.Series | None = None) -> str:
+    table = summarize(manifest, split)
+    lines = [
+        f"{len(manifest)} studies of {manifest['patient_id'].nunique()} patients, "
+        f"{int(manifest['label'].fillna(0).sum())} with osteoporosis "
+        f"({manifest['label'].fillna(0).mean():.1%})",
+        table.to_string(index=False),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,182 @@
+"""read_radiograph on DICOM as CR/DX devices write it, and on ITK formats."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from dicom_factory import (
+    write_colour,
+    write_cr,
+    write_dx_voi_lut,
+    write_jpeg2000_without_decoder,
+    write_multiframe,
+    write_rle,
+)
+
+from osteo.data.io import MissingSpacingWarning, RadiographReadError, read_radiograph
+
+
+def centre_brighter_than_corner(pixels: np.ndarray) -> bool:
+    rows, cols = pixels.shape
+    return pixels[rows // 2, cols // 2] > pixels[2, 2]
+
+
+@pytest.mark.parametrize("monochrome1", [True, False])
+@pytest.mark.parametrize("implicit", [True, False])
+def test_cr_bone_is_bright_and_spacing_from_imager_pixel_spacing(tmp_path, monochrome1, implicit):
+    path = tmp_path / "cr.dcm"
+    write_cr(path, monochrome1=monochrome1, implicit=implicit, spacing=(0.15, 0.16))
+    image = read_radiograph(path)
+    assert image.pixels.dtype == np.float32 and image.pixels.ndim == 2
+    assert centre_brighter_than_corner(image.pixels)
+    assert image.spacing == pytest.approx((0.15, 0.16))
+    assert image.tags["spacing_source"] == "ImagerPixelSpacing"
+    assert image.tags["photometric_interpretation"] == (
+        "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+    )
+    assert image.tags["patient_age"] == pytest.approx(67)
+    assert image.tags["patient_sex"] == "F"
+    assert image.tags["patient_weight"] == pytest.approx(61.5)
+
+
+def test_no_patient_identifiers_in_tags(tmp_path):
+    path = tmp_path / "cr.dcm"
+    write_cr(path)
+    tags = read_radiograph(path).tags
+    assert "DOE" not in repr(tags) and "123456" not in repr(tags)
+
+
+def test_monochrome1_inversion_uses_fixed_range_not_image_range(tmp_path):
+    # The same anatomy stored as MONOCHROME1 and MONOCHROME2 gives the same grey values.
+    a, b = tmp_path / "m1.dcm", tmp_path / "m2.dcm"
+    write_cr(a, monochrome1=True, window=None, rescale=None)
+    write_cr(b, monochrome1=False, window=None, rescale=None)
+    np.testing.assert_allclose(read_radiograph(a).pixels, read_radiograph(b).pixels)
+
+
+def test_modality_rescale_applied(tmp_path):
+    path = tmp_path / "r.dcm"
+    stored = write_cr(path, monochrome1=False, window=None, rescale=(2.0, -100.0))
+    np.testing.assert_allclose(read_radiograph(path).pixels, stored * 2.0 - 100.0)
+
+
+def test_window_applied(tmp_path):
+    path = tmp_path / "w.dcm"
+    stored = write_cr(path, monochrome1=False, window=(2000.0, 200.0), rescale=None)
+    pixels = read_radiograph(path).pixels
+    # A narrow window saturates: everything above centre + width/2 maps to the top.
+    assert pixels.max() == pytest.approx(4095.0)
+    assert pixels.min() == pytest.approx(0.0)
+    assert len(np.unique(pixels)) <= len(np.unique(stored))
+
+
+def test_pixel_spacing_used_when_imager_spacing_missing(tmp_path):
+    path = tmp_path / "p.dcm"
+    write_cr(path, spacing=None, pixel_spacing=(0.2, 0.2))
+    image = read_radiograph(path)
+    assert image.spacing == pytest.approx((0.2, 0.2))
+    assert image.tags["spacing_source"] == "PixelSpacing"
+
+
+def test_missing_spacing_warns_and_returns_none(tmp_path):
+    path = tmp_path / "nospacing.dcm"
+    write_cr(path, spacing=None)
+    with pytest.warns(MissingSpacingWarning, match="nospacing.dcm"):
+        image = read_radiograph(path)
+    assert image.spacing is None
+
+
+def test_dx_voi_lut_sequence(tmp_path):
+    path = tmp_path / "dx.dcm"
+    write_dx_voi_lut(path)
+    image = read_radiograph(path)
+    assert image.tags["voi"] == "lut"
+    assert image.pixels.max() <= 4095
+    assert centre_brighter_than_corner(image.pixels)
+    assert image.spacing == pytest.approx((0.139, 0.139))
+
+
+def test_rle_compressed_is_decoded(tmp_path):
+    path = tmp_path / "rle.dcm"
+    stored = write_rle(path)
+    np.testing.assert_allclose(read_radiograph(path).pixels, stored)
+
+
+def test_compressed_without_decoder_names_the_package(tmp_path):
+    path = tmp_path / "j2k.dcm"
+    write_jpeg2000_without_decoder(path)
+    try:
+        import openjpeg  # noqa: F401  (pylibjpeg-openjpeg installed: decoding is attempted)
+
+        pytest.skip("a JPEG 2000 decoder is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(RadiographReadError, match=r"j2k\.dcm.*pip install .*openjpeg"):
+        read_radiograph(path)
+
+
+@pytest.mark.parametrize(
+    "writer, message", [(write_colour, "colour"), (write_multiframe, "multi-frame")]
+)
+def test_colour_and_multiframe_refused(tmp_path, writer, message):
+    path = tmp_path / "bad.dcm"
+    writer(path)
+    with pytest.raises(RadiographReadError, match=message):
+        read_radiograph(path)
+
+
+def test_truncated_dicom_names_the_file(tmp_path):
+    path = tmp_path / "cut.dcm"
+    write_cr(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 3000])
+    with pytest.raises(RadiographReadError, match="cut.dcm"):
+        read_radiograph(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all" * 10])
+def test_empty_or_garbage_file(tmp_path, content):
+    path = tmp_path / "junk.png"
+    path.write_bytes(content)
+    with pytest.raises(RadiographReadError, match="junk.png"):
+        read_radiograph(path)
+
+
+def test_missing_file_and_unknown_suffix(tmp_path):
+    with pytest.raises(RadiographReadError, match="does not exist"):
+        read_radiograph(tmp_path / "nope.dcm")
+    odd = tmp_path / "x.xyz"
+    odd.write_bytes(b"abc")
+    with pytest.raises(RadiographReadError, match="unknown image format"):
+        read_radiograph(odd)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".nii.gz", ".nrrd", ".mha"])
+def test_itk_formats_with_spacing(tmp_path, suffix):
+    array = (np.arange(30 * 40).reshape(30, 40) % 4096).astype(np.uint16)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.5, 0.25))  # (x = column, y = row)
+    path = tmp_path / f"img{suffix}"
+    sitk.WriteImage(image, str(path))
+    radiograph = read_radiograph(path)
+    np.testing.assert_allclose(radiograph.pixels, array)
+    assert radiograph.spacing == pytest.approx((0.25, 0.5), rel=1e-5)
+
+
+def test_png_without_spacing_warns(tmp_path):
+    path = tmp_path / "plain.png"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.uint8)), str(path))
+    with pytest.warns(MissingSpacingWarning):
+        assert read_radiograph(path).spacing is None
+
+
+def test_colour_png_refused(tmp_path):
+    path = tmp_path / "rgb.png"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8, 3), np.uint8), isVector=True), str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RadiographReadError, match="colour"):
+            read_radiograph(path)
