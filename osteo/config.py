@@ -71,15 +71,83 @@ class DataConfig:
 
 
 @dataclass
+class TrainerConfig:
+    """Lightning Trainer settings shared by the segmentation and classification stages."""
+
+    accelerator: str = "auto"  # cpu, gpu, mps, auto
+    devices: Any = "auto"  # an int, a list of device indices, or "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto, ddp, ddp_spawn, ddp_find_unused_parameters_true, ...
+    precision: Literal["32", "32-true", "16-mixed", "bf16-mixed", "64"] = "32"
+    deterministic: bool = False
+    log_every_n_steps: int = 10
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class SegmentationConfig:
+    """Femur segmentation: a MONAI 2D network trained on the manifest rows with masks."""
+
+    network: Literal["unet", "basic_unet", "attention_unet", "segresnet"] = "unet"
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    num_res_units: int = 1
+    dropout: float = 0.0
+    # The network sees the radiograph resampled to this spacing and padded/cropped to this
+    # size: 2 mm x 256 px covers a 51 cm field, larger than any pelvis film.
+    spacing_mm: float = 2.0
+    spatial_size: list[int] = field(default_factory=lambda: [256, 256])
+    checkpoint: str | None = None  # a trained model to use instead of training one
+    max_train_studies: int | None = 400  # masks needed for training; more adds little
+    max_val_studies: int | None = 100
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    max_epochs: int = 10
+    num_workers: int = 0
+    predict_batch_size: int = 8
+
+
+@dataclass
+class RoiConfig:
+    """ROI boxes placed from each femur mask (sizes in mm)."""
+
+    neck_size_mm: float = 12.0
+    cortex_size_mm: float = 12.0
+    neck_cortex_margin_mm: float = 2.0
+    neck_min_fraction: float = 0.6
+    cortex_below_lesser_trochanter_mm: float = 25.0
+    cortex_outside_mm: float = 2.0
+    # QA images: a contact sheet per split, or also one PNG per study (named by a hash).
+    overlays: Literal["none", "sheet", "per_study"] = "sheet"
+    workers: int = 2  # processes placing ROIs
+
+
+@dataclass
+class LoggerConfig:
+    """W&B logging; offline by default so no account is needed."""
+
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "osteo"
+    # Patient identifiers never leave the machine unless this is set.
+    log_identifiers: bool = False
+
+
+@dataclass
 class OsteoConfig:
     """The whole run configuration. Sections are added as pipeline stages land."""
 
     name: str = "run"
     task: Literal["classification", "segmentation"] = "classification"
     output_dir: str = "runs"
+    # Content-addressed stage outputs (models, masks, features) shared by all runs.
+    cache_dir: str = "cache"
     seed: int = 0
     resume: bool = False
     data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    roi: RoiConfig = field(default_factory=RoiConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -160,6 +228,17 @@ def _validate(cfg: OsteoConfig) -> None:
         raise ConfigError(
             f"Invalid value for config key 'data.split.val_fraction': "
             f"{cfg.data.split.val_fraction}; expected a fraction between 0 and 1 (exclusive)"
+        )
+    devices = cfg.trainer.devices
+    if not (devices == "auto" or isinstance(devices, int | list) or str(devices).isdigit()):
+        raise ConfigError(
+            f"Invalid value for config key 'trainer.devices': {devices!r}; expected an "
+            "integer, a list of device indices or 'auto'"
+        )
+    if len(cfg.segmentation.spatial_size) != 2:
+        raise ConfigError(
+            "Invalid value for config key 'segmentation.spatial_size': "
+            f"{list(cfg.segmentation.spatial_size)}; expected two integers (rows, columns)"
         )
     if cfg.data.synthetic.workers < 1:
         raise ConfigError(

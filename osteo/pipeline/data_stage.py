@@ -1,0 +1,112 @@
+"""Stage 1: the manifest (making the synthetic cohort when it is missing) and the splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from osteo.data.manifest import (
+    EXCLUDED_SPLIT,
+    SPLIT_NAMES,
+    apply_splits,
+    load_manifest,
+    make_splits,
+    read_splits,
+    write_splits,
+)
+from osteo.hashing import digest, file_digest
+from osteo.pipeline.context import RunContext
+
+__all__ = ["CohortData", "run_data_stage", "ensure_manifest"]
+
+
+@dataclass
+class CohortData:
+    manifest: pd.DataFrame  # validated rows with a `split` column
+    manifest_path: Path
+
+    def rows(self, split: str | None = None) -> pd.DataFrame:
+        table = self.manifest
+        return table if split is None else table[table["split"] == split]
+
+
+def ensure_manifest(ctx: RunContext) -> tuple[Path, bool]:
+    """Return the manifest path, making the synthetic cohort there first if it is missing."""
+    cfg = ctx.cfg.data
+    path = Path(cfg.manifest)
+    if path.is_file():
+        return path, False
+    if not cfg.synthetic.enabled:
+        raise FileNotFoundError(
+            f"Manifest {path} not found. Point data.manifest at your manifest CSV, or set "
+            "data.synthetic.enabled=true to make the built-in synthetic cohort there."
+        )
+    from osteo.data.synthetic import generate_cohort
+
+    syn = cfg.synthetic
+    print(
+        f"[data] {path} is missing: making the synthetic cohort "
+        f"(preset {syn.preset}) in {path.parent}"
+    )
+    generate_cohort(
+        out_dir=path.parent,
+        preset=syn.preset,
+        n_studies=syn.n_studies,
+        seed=syn.seed,
+        fmt=syn.format,
+        workers=syn.workers,
+        progress=ctx.cfg.trainer.enable_progress_bar,
+    )
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the synthetic cohort was made but {path} is not there; "
+            "data.manifest must end in manifest.csv"
+        )
+    return path, True
+
+
+def run_data_stage(ctx: RunContext) -> CohortData:
+    with ctx.stage("data") as record:
+        path, generated = ensure_manifest(ctx)
+        manifest = load_manifest(path, require_label=True, check_files=ctx.cfg.data.check_files)
+        split_cfg = ctx.cfg.data.split
+        if split_cfg.splits_file:
+            split = apply_splits(
+                manifest, read_splits(split_cfg.splits_file), source=split_cfg.splits_file
+            )
+        else:
+            split = make_splits(
+                manifest,
+                split_cfg.internal_test_from,
+                split_cfg.internal_test_to,
+                split_cfg.internal_test_sites,
+                split_cfg.external_test_sites,
+                split_cfg.val_fraction,
+                split_cfg.seed,
+            )
+        write_splits(manifest, split, ctx.run_dir / "splits.csv")
+        manifest = manifest.assign(split=split.to_numpy())
+        record.status = "ran"
+        record.cache_key = digest(file_digest(path), ctx.config_dict("data"))
+        record.note = "made the synthetic cohort" if generated else ""
+        figures: dict = {
+            "studies": len(manifest),
+            "patients": int(manifest["patient_id"].nunique()),
+        }
+        for name in (*SPLIT_NAMES, EXCLUDED_SPLIT):
+            part = manifest[manifest["split"] == name]
+            figures[name] = {
+                "studies": len(part),
+                "patients": int(part["patient_id"].nunique()),
+                "positives": int(part["label"].fillna(0).sum()),
+            }
+        record.figures = figures
+        missing = [n for n in ("train", "val") if figures[n]["studies"] == 0]
+        if missing:
+            raise ValueError(
+                f"the {' and '.join(missing)} split(s) are empty; check "
+                "data.split (dates, sites, val_fraction) against the manifest"
+            )
+        return CohortData(manifest=manifest, manifest_path=path)

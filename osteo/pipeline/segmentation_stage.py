@@ -1,0 +1,205 @@
+"""Stage 2: train (or load) the femur U-Net, then predict a mask for every study.
+
+The trained model is cached under ``cache/segmentation/<key>/model.ckpt`` where the key
+hashes the training images and masks, the segmentation and trainer settings and the library
+versions; masks are cached per (checkpoint, image) by ``osteo.segmentation.predict``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from osteo.data.datamodules import SegmentationDataModule
+from osteo.hashing import digest, file_digest
+from osteo.pipeline.context import RunContext
+from osteo.pipeline.data_stage import CohortData
+from osteo.pipeline.trainer import build_trainer, is_global_zero
+from osteo.segmentation.module import FemurSegmentationModule
+from osteo.segmentation.predict import MaskCache, load_segmentation_model, predict_masks
+
+__all__ = ["SegmentationOutput", "run_segmentation_stage", "dice_per_femur"]
+
+
+@dataclass
+class SegmentationOutput:
+    checkpoint: Path
+    masks: dict[str, Path]  # study_id -> predicted label map
+    failures: dict[str, str]  # study_id -> reason
+
+
+def _training_rows(data: CohortData, split: str, limit: int | None, seed: int) -> list[dict]:
+    rows = data.rows(split)
+    rows = rows[rows["mask_path"].notna()]
+    if limit is not None and len(rows) > limit:
+        rows = rows.sample(n=limit, random_state=seed)
+    return rows.sort_values("study_id").to_dict("records")
+
+
+def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
+    seg = ctx.cfg.segmentation
+    L.seed_everything(ctx.cfg.seed, workers=True, verbose=False)
+    module = FemurSegmentationModule(
+        network=seg.network,
+        channels=list(seg.channels),
+        num_res_units=seg.num_res_units,
+        dropout=seg.dropout,
+        lr=seg.lr,
+        weight_decay=seg.weight_decay,
+        max_epochs=seg.max_epochs,
+        spacing_mm=seg.spacing_mm,
+        spatial_size=list(seg.spatial_size),
+    )
+    datamodule = SegmentationDataModule(
+        train_rows,
+        val_rows,
+        seg.spacing_mm,
+        list(seg.spatial_size),
+        seg.batch_size,
+        seg.num_workers,
+    )
+    work = out_dir / "train"
+    checkpoint = ModelCheckpoint(
+        dirpath=work,
+        filename="best",
+        monitor="seg/val_dice",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+    )
+    trainer = build_trainer(ctx.cfg.trainer, seg.max_epochs, work, callbacks=[checkpoint])
+    last = work / "last.ckpt"
+    resume = str(last) if ctx.cfg.resume and last.is_file() else None
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    final = out_dir / "model.ckpt"
+    if is_global_zero():
+        best = Path(checkpoint.best_model_path or last)
+        tmp = out_dir / ".model.ckpt.tmp"
+        shutil.copyfile(best, tmp)
+        tmp.replace(final)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return final
+
+
+def _read_label_map(path: str | Path) -> np.ndarray:
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    return array[0] if array.ndim == 3 else array
+
+
+def dice_per_femur(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    out = {}
+    for name, label in (("right", 1), ("left", 2)):
+        p, t = predicted == label, truth == label
+        denominator = p.sum() + t.sum()
+        out[name] = float(2.0 * (p & t).sum() / denominator) if denominator else 1.0
+    return out
+
+
+def _dice_figures(data: CohortData, masks: dict[str, Path]) -> dict:
+    figures: dict = {}
+    table = data.manifest[data.manifest["mask_path"].notna()]
+    for split, part in table.groupby("split"):
+        scores = [
+            dice_per_femur(_read_label_map(masks[s]), _read_label_map(m))
+            for s, m in zip(part["study_id"], part["mask_path"], strict=True)
+            if s in masks
+        ]
+        if scores:
+            right = np.array([s["right"] for s in scores])
+            left = np.array([s["left"] for s in scores])
+            figures[split] = {
+                "n": len(scores),
+                "dice_right_mean": round(float(right.mean()), 4),
+                "dice_left_mean": round(float(left.mean()), 4),
+                "dice_right_min": round(float(right.min()), 4),
+                "dice_left_min": round(float(left.min()), 4),
+            }
+    return figures
+
+
+def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOutput:
+    seg = ctx.cfg.segmentation
+    with ctx.stage("segmentation") as record:
+        if seg.checkpoint:
+            checkpoint = Path(seg.checkpoint)
+            if not checkpoint.is_file():
+                raise FileNotFoundError(f"segmentation.checkpoint {checkpoint} does not exist")
+            record.status = "reused"
+            record.note = f"given checkpoint {checkpoint}"
+            record.cache_key = file_digest(checkpoint)[:24]
+        else:
+            train_rows = _training_rows(data, "train", seg.max_train_studies, ctx.cfg.seed)
+            val_rows = _training_rows(data, "val", seg.max_val_studies, ctx.cfg.seed)
+            key = digest(
+                [
+                    (r["study_id"], file_digest(r["image_path"]), file_digest(r["mask_path"]))
+                    for r in train_rows + val_rows
+                ],
+                ctx.config_dict("segmentation"),
+                {k: ctx.cfg.trainer[k] for k in ("precision", "deterministic")},
+                ctx.cfg.seed,
+                ctx.versions,
+            )
+            record.cache_key = key
+            out_dir = ctx.cache_dir / "segmentation" / key
+            checkpoint = out_dir / "model.ckpt"
+            if checkpoint.is_file():
+                record.status = "reused"
+            else:
+                start = time.perf_counter()
+                checkpoint = _train(ctx, train_rows, val_rows, out_dir)
+                record.status = "ran"
+                record.figures["train_seconds"] = round(time.perf_counter() - start, 1)
+                record.figures["train_studies"] = len(train_rows)
+                record.figures["val_studies"] = len(val_rows)
+
+        model = load_segmentation_model(checkpoint)
+        cache = MaskCache(ctx.cache_dir / "masks")
+        studies = list(zip(data.manifest["study_id"], data.manifest["image_path"], strict=True))
+        start = time.perf_counter()
+        predictions = predict_masks(
+            model,
+            studies,
+            cache,
+            file_digest(checkpoint),
+            batch_size=seg.predict_batch_size,
+            progress=ctx.cfg.trainer.enable_progress_bar,
+        )
+        elapsed = time.perf_counter() - start
+        masks = {p.study_id: p.mask_path for p in predictions if p.mask_path is not None}
+        failures = {
+            p.study_id: p.error or "; ".join(p.flags)
+            for p in predictions
+            if p.mask_path is None or p.flags
+        }
+        n_new = sum(not p.cached for p in predictions if p.mask_path is not None)
+        record.figures.update(
+            {
+                "masks": len(masks),
+                "mask_cache_hits": sum(p.cached for p in predictions),
+                "masks_predicted": n_new,
+                "inference_seconds_per_image": round(elapsed / n_new, 4) if n_new else None,
+                "failures": len(failures),
+                "failure_reasons": _count_reasons(failures),
+                "dice": _dice_figures(data, masks),
+            }
+        )
+        return SegmentationOutput(checkpoint=checkpoint, masks=masks, failures=failures)
+
+
+def _count_reasons(failures: dict[str, str]) -> dict[str, int]:
+    return (
+        pd.Series(list(failures.values()), dtype=object).value_counts().to_dict()
+        if failures
+        else {}
+    )

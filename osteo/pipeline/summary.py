@@ -1,0 +1,56 @@
+"""The plain-text summary printed at the end of a run."""
+
+from __future__ import annotations
+
+from osteo.pipeline.runner import RunResult
+
+__all__ = ["format_run_summary"]
+
+
+def _stage_highlights(name: str, figures: dict) -> str:
+    if name == "data":
+        parts = [f"{figures.get('studies', 0)} studies"]
+        for split in ("train", "val", "internal_test", "external_test"):
+            if split in figures:
+                f = figures[split]
+                parts.append(f"{split} {f['studies']} ({f['positives']}+)")
+        return ", ".join(parts)
+    if name == "segmentation":
+        dice = figures.get("dice", {})
+        parts = [
+            f"{split} Dice R/L {d['dice_right_mean']:.3f}/{d['dice_left_mean']:.3f}"
+            for split, d in dice.items()
+            if split in ("internal_test", "external_test")
+        ]
+        parts.append(
+            f"masks {figures.get('masks', 0)} ({figures.get('mask_cache_hits', 0)} cached)"
+        )
+        if figures.get("failures"):
+            parts.append(f"{figures['failures']} failed")
+        return ", ".join(parts)
+    if name == "roi":
+        parts = [f"all boxes {figures.get('fraction_with_all_boxes', 0):.1%}"]
+        if "fraction_hips_boxes_inside_femur" in figures:
+            parts.append(f"inside femur {figures['fraction_hips_boxes_inside_femur']:.1%}")
+        for roi, iou in figures.get("iou_with_reference", {}).items():
+            parts.append(f"IoU {roi} {iou:.2f}")
+        flagged = sum(figures.get("flags", {}).values())
+        if flagged:
+            parts.append(f"{flagged} flags")
+        return ", ".join(parts)
+    return ""
+
+
+def format_run_summary(result: RunResult) -> str:
+    lines = [f"\nRun folder: {result.run_dir}", f"{'stage':<14}{'status':<9}{'time':>9}  figures"]
+    for record in result.stages:
+        lines.append(
+            f"{record.name:<14}{record.status:<9}{record.wall_s:>8.1f}s  "
+            f"{_stage_highlights(record.name, record.figures)}"
+        )
+    if result.pending:
+        lines.append(
+            f"Not run by this version yet: {', '.join(result.pending)} "
+            "(the pipeline stops after the ROI stage)."
+        )
+    return "\n".join(lines)

@@ -1,0 +1,94 @@
+"""A registry of MONAI 2D segmentation networks, chosen by name from the config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from monai.networks.nets import AttentionUnet, BasicUNet, SegResNet, UNet
+from torch import nn
+
+__all__ = ["create_segmentation_network", "list_segmentation_networks", "NUM_CLASSES"]
+
+NUM_CLASSES = 3  # background, the patient's right femur, the patient's left femur
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def _register(name: str):
+    def wrap(fn):
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def _strides(channels: Sequence[int]) -> tuple[int, ...]:
+    return tuple([2] * (len(channels) - 1))
+
+
+@_register("unet")
+def _unet(channels: Sequence[int], num_res_units: int, dropout: float) -> nn.Module:
+    return UNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=NUM_CLASSES,
+        channels=tuple(channels),
+        strides=_strides(channels),
+        num_res_units=num_res_units,
+        norm="batch",
+        dropout=dropout,
+    )
+
+
+@_register("basic_unet")
+def _basic_unet(channels: Sequence[int], num_res_units: int, dropout: float) -> nn.Module:
+    # BasicUNet has a fixed depth: five encoder widths plus the last decoder width.
+    widths = list(channels)[:5]
+    widths += [widths[-1]] * (5 - len(widths))
+    return BasicUNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=NUM_CLASSES,
+        features=(*widths, widths[0]),
+        dropout=dropout,
+    )
+
+
+@_register("attention_unet")
+def _attention_unet(channels: Sequence[int], num_res_units: int, dropout: float) -> nn.Module:
+    return AttentionUnet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=NUM_CLASSES,
+        channels=tuple(channels),
+        strides=_strides(channels),
+        dropout=dropout,
+    )
+
+
+@_register("segresnet")
+def _segresnet(channels: Sequence[int], num_res_units: int, dropout: float) -> nn.Module:
+    return SegResNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=NUM_CLASSES,
+        init_filters=int(channels[0]),
+        dropout_prob=dropout or None,
+    )
+
+
+def list_segmentation_networks() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_segmentation_network(
+    name: str,
+    channels: Sequence[int] = (16, 32, 64, 128),
+    num_res_units: int = 1,
+    dropout: float = 0.0,
+) -> nn.Module:
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"Unknown segmentation network '{name}'; choose one of {list_segmentation_networks()}"
+        )
+    return _REGISTRY[name](channels=channels, num_res_units=num_res_units, dropout=dropout)

@@ -1,0 +1,183 @@
+"""Mask prediction for many radiographs: batched, post-processed, cached by checkpoint and image.
+
+The cache key is the hash of the checkpoint's bytes, the image's bytes and the
+post-processing version, so a new model or an edited image never returns a stale mask, and a
+second run over the same data reads every mask from disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.data import decollate_batch, list_data_collate
+from monai.transforms import AsDiscreted, Compose, Invertd
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from osteo.data.transforms import segmentation_inference_transforms
+from osteo.hashing import file_digest
+
+__all__ = [
+    "MaskCache",
+    "MaskPrediction",
+    "postprocess_mask",
+    "predict_masks",
+    "load_segmentation_model",
+]
+
+POSTPROCESS_VERSION = "lcc-fill-v1"
+
+
+def postprocess_mask(label_map: np.ndarray) -> np.ndarray:
+    """Keep the largest connected component of each femur and fill its holes.
+
+    Stray islands (a patch of pelvis labelled femur) would pull the ROI geometry off; holes
+    would break the distance transform used to find the femoral head.
+    """
+    out = np.zeros(label_map.shape, dtype=np.uint8)
+    for label in (1, 2):
+        components, count = ndimage.label(label_map == label)
+        if count == 0:
+            continue
+        sizes = ndimage.sum_labels(np.ones_like(components), components, range(1, count + 1))
+        largest = components == (int(np.argmax(sizes)) + 1)
+        out[ndimage.binary_fill_holes(largest) & (out == 0)] = label
+    return out
+
+
+def load_segmentation_model(checkpoint: str | Path, device: str | torch.device = "cpu"):
+    """Load a FemurSegmentationModule checkpoint without unpickling arbitrary objects."""
+    from osteo.segmentation.module import FemurSegmentationModule
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = FemurSegmentationModule(**state["hyper_parameters"])
+    model.load_state_dict(state["state_dict"])
+    return model.to(device).eval()
+
+
+class MaskCache:
+    """Label maps on disk under ``root/<key[:2]>/<key>.png``, written atomically."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def key(self, checkpoint_digest: str, image_digest: str) -> str:
+        text = f"{checkpoint_digest}:{image_digest}:{POSTPROCESS_VERSION}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.png"
+
+    def get(self, key: str) -> Path | None:
+        path = self.path(key)
+        return path if path.is_file() else None
+
+    def put(self, key: str, mask: np.ndarray, spacing: tuple[float, float] | None) -> Path:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = sitk.GetImageFromArray(mask.astype(np.uint8))
+        if spacing is not None:
+            image.SetSpacing((float(spacing[1]), float(spacing[0])))
+        # Write to a temporary file in the same folder, then rename: a reader (another rank,
+        # a later run) sees either no entry or a complete one, never a half-written PNG.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png", prefix=".tmp-")
+        os.close(fd)
+        try:
+            sitk.WriteImage(image, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+
+@dataclass
+class MaskPrediction:
+    study_id: str
+    mask_path: Path | None
+    cached: bool
+    error: str | None = None
+    flags: list[str] = field(default_factory=list)
+
+
+def _spacing_of(item: dict) -> tuple[float, float]:
+    spacing = item["image"].meta.get("spacing")
+    return float(spacing[0]), float(spacing[1])
+
+
+def predict_masks(
+    model,
+    studies: Sequence[tuple[str, str]],
+    cache: MaskCache,
+    checkpoint_digest: str,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> list[MaskPrediction]:
+    """Predict (or reuse) a post-processed femur mask for each ``(study_id, image_path)``.
+
+    A file that cannot be read gets ``error`` set and the batch goes on.
+    """
+    hp = model.hparams
+    pre = segmentation_inference_transforms(hp.spacing_mm, hp.spatial_size)
+    post = Compose(
+        [
+            Invertd(keys="pred", transform=pre, orig_keys="image", nearest_interp=False),
+            AsDiscreted(keys="pred", argmax=True),
+        ]
+    )
+    results: dict[str, MaskPrediction] = {}
+    todo: list[tuple[str, str, str]] = []
+    for study_id, image_path in studies:
+        try:
+            key = cache.key(checkpoint_digest, file_digest(image_path))
+        except OSError as err:
+            results[study_id] = MaskPrediction(study_id, None, False, f"{image_path}: {err}")
+            continue
+        hit = cache.get(key)
+        if hit is not None:
+            results[study_id] = MaskPrediction(study_id, hit, True)
+        else:
+            todo.append((study_id, image_path, key))
+
+    model = model.to(device).eval()
+    bar = tqdm(total=len(todo), desc="femur masks", disable=not progress or not todo, unit="img")
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        items, keys = [], []
+        for study_id, image_path, key in chunk:
+            try:
+                item = pre({"image": image_path})
+            except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
+                results[study_id] = MaskPrediction(study_id, None, False, str(err))
+                continue
+            item["study_id"] = study_id
+            items.append(item)
+            keys.append(key)
+        if items:
+            batch = list_data_collate(items)
+            with torch.inference_mode():
+                batch["pred"] = model(batch["image"].to(device)).float().cpu()
+            for item, key in zip(decollate_batch(batch), keys, strict=True):
+                item = post(item)
+                label_map = postprocess_mask(item["pred"][0].numpy().astype(np.uint8))
+                path = cache.put(key, label_map, _spacing_of(item))
+                flags = [
+                    f"{name} femur not found"
+                    for name, label in (("right", 1), ("left", 2))
+                    if not (label_map == label).any()
+                ]
+                results[item["study_id"]] = MaskPrediction(
+                    item["study_id"], path, False, None, flags
+                )
+        bar.update(len(chunk))
+    bar.close()
+    return [results[study_id] for study_id, _ in studies]

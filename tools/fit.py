@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""Run the osteo pipeline from a config: the one command users run.
+
+    python tools/fit.py --config configs/fusion_all.yaml [key=value ...]
+
+Makes the synthetic cohort when the configured manifest is missing, then runs or reuses each
+stage and writes the run folder ``<output_dir>/<name>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from osteo.config import ConfigError, load_config  # noqa: E402
+from osteo.data.manifest import ManifestError  # noqa: E402
+from osteo.pipeline import run_pipeline  # noqa: E402
+from osteo.pipeline.summary import format_run_summary  # noqa: E402
+from osteo.pipeline.trainer import is_global_zero  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", type=Path, required=True, help="YAML config file")
+    parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        result = run_pipeline(cfg)
+    except (ManifestError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if is_global_zero():
+        print(format_run_summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
