@@ -1,0 +1,316 @@
+"""Run metrics, report.md, the comparison table and the input checks of osteo.evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from evaluation_factory import (
+    SPLIT_SIZES,
+    make_cohort,
+    make_predictions,
+    make_readers,
+    make_runs,
+    write_run,
+)
+
+from osteo.evaluation import (
+    EvaluationInputError,
+    binary_metrics_at_threshold,
+    build_comparison_table,
+    compare_runs,
+    compute_run_metrics,
+    delong_auc,
+    delong_paired_test,
+    evaluate_run,
+    format_summary_table,
+    holm_adjust,
+    load_predictions,
+    load_readers,
+    load_run,
+    run_name,
+    select_threshold,
+    summary_rows,
+)
+from osteo.evaluation.report import to_jsonable
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FAST = {"n_bootstrap": 100}
+
+
+@pytest.fixture(scope="module")
+def predictions():
+    return make_predictions(make_cohort(seed=1), separation=2.5, seed=1)
+
+
+# ---------------------------------------------------------------- one run
+
+
+def test_run_metrics_follow_the_contract_and_reuse_the_val_threshold(predictions):
+    metrics = compute_run_metrics(predictions, **FAST)
+    assert set(metrics) == {"val", "internal_test", "external_test", "settings"}
+    val = predictions[predictions["split"] == "val"]
+    threshold = select_threshold(val["label"], val["probability"])
+    for split in ("val", "internal_test", "external_test"):
+        m = metrics[split]
+        part = predictions[predictions["split"] == split]
+        for key in ("auc", "auc_ci", "sensitivity", "specificity", "threshold", "n",
+                    "n_positive", "ppv", "npv", "ece", "calibration_slope", "auc_ci_bootstrap"):
+            assert key in m, (split, key)
+        assert m["threshold"] == threshold  # chosen on val, never re-chosen on a test set
+        assert (m["n"], m["n_positive"]) == (len(part), int(part["label"].sum()))
+        assert m["auc"] == delong_auc(part["label"], part["probability"]).auc
+        assert len(m["auc_ci"]) == 2 and m["auc_ci"][0] < m["auc"] < m["auc_ci"][1]
+        binary = binary_metrics_at_threshold(part["label"], part["probability"], threshold)
+        assert (m["sensitivity"], m["specificity"]) == (binary.sensitivity, binary.specificity)
+        assert m["bootstrap_unit"] == "patient"
+        assert m["n_patients"] == part["patient_id_hash"].nunique()
+        assert {g["group"] for g in m["subgroups"]["sex"]} == {"F", "M"}
+        assert sum(g["n"] for g in m["subgroups"]["age_band"]) == len(part)
+    assert metrics["settings"]["threshold_split"] == "val"
+
+
+def test_target_sensitivity_threshold_and_no_bootstrap(predictions):
+    metrics = compute_run_metrics(predictions, threshold_method="sensitivity",
+                                  target_sensitivity=0.9, n_bootstrap=0)
+    assert metrics["val"]["sensitivity"] >= 0.9
+    assert "auc_ci_bootstrap" not in metrics["internal_test"]
+
+
+def test_missing_val_or_one_class_split_is_a_clear_error(predictions):
+    no_val = predictions[predictions["split"] != "val"]
+    with pytest.raises(EvaluationInputError, match="no 'val' rows"):
+        compute_run_metrics(no_val, source="runs/x/predictions.csv")
+    one_class = predictions[(predictions["split"] != "external_test") | (predictions["label"] == 0)]
+    with pytest.raises(EvaluationInputError,
+                       match="runs/x/predictions.csv, split 'external_test': only one class"):
+        compute_run_metrics(one_class, source="runs/x/predictions.csv", **FAST)
+
+
+def test_optional_columns_are_optional(predictions):
+    bare = predictions[["study_id", "split", "probability", "label"]]
+    metrics = compute_run_metrics(bare, **FAST)
+    assert metrics["external_test"]["bootstrap_unit"] == "study"
+    assert "subgroups" not in metrics["external_test"]
+    missing_test = compute_run_metrics(bare[bare["split"] != "internal_test"], **FAST)
+    assert "internal_test" not in missing_test
+    assert missing_test["settings"]["missing_splits"] == ["internal_test"]
+
+
+def test_evaluate_run_writes_metrics_plots_and_report(tmp_path, predictions):
+    run = write_run(tmp_path / "my_run", predictions, "name: deep_clinical\n")
+    metrics = evaluate_run(run, **FAST)
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk == metrics
+    assert on_disk["external_test"]["auc_ci"] == list(on_disk["external_test"]["auc_ci"])
+    for name in ("roc_internal_test.png", "roc_external_test.png", "reliability.png"):
+        assert (run / name).read_bytes().startswith(PNG_MAGIC)
+    report = (run / "report.md").read_text()
+    assert "# Evaluation of `deep_clinical`" in report
+    for name in ("roc_internal_test.png", "roc_external_test.png", "reliability.png"):
+        assert f"]({name})" in report
+    assert f"{metrics['internal_test']['auc']:.3f}" in report
+    assert not list(run.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_summary_table_is_one_line_per_split(predictions):
+    metrics = to_jsonable(compute_run_metrics(predictions, **FAST))
+    text = format_summary_table(metrics)
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["split", "n", "positives"]
+    assert [line.split()[0] for line in lines[2:]] == ["val", "internal_test", "external_test"]
+    m = metrics["external_test"]
+    assert f"{m['auc']:.3f} ({m['auc_ci'][0]:.3f}-{m['auc_ci'][1]:.3f})" in lines[4]
+    assert [r["split"] for r in summary_rows(metrics)] == ["val", "internal_test", "external_test"]
+    # The same formatter works on raw (tuple, NaN) and JSON (list, None) metrics.
+    assert format_summary_table(compute_run_metrics(predictions, **FAST)) == text
+
+
+def test_to_jsonable_replaces_nan_and_numpy_types():
+    value = {"a": np.float32(0.5), "b": float("nan"), "c": (np.int64(2), np.inf), "d": np.bool_(1)}
+    assert to_jsonable(value) == {"a": 0.5, "b": None, "c": [2, None], "d": True}
+
+
+# ---------------------------------------------------------------- input files
+
+
+def _write(tmp_path, text, name="predictions.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("body,match", [
+    ("study_id,split,label\nS1,val,1\n", r"missing column\(s\) \['probability'\]"),
+    ("study_id,split,probability,label\nS1,val,,1\n", "column 'probability' needs a finite"),
+    ("study_id,split,probability,label\nS1,val,abc,1\n", "column 'probability' needs a finite"),
+    ("study_id,split,probability,label\nS1,val,1.5,1\n", r"'probability' must be in \[0, 1\]"),
+    ("study_id,split,probability,label\nS1,test,0.5,1\n", "unknown value.*'test'"),
+    ("study_id,split,probability,label\nS1,val,0.5,2\n", "column 'label' must be 0 or 1"),
+    ("study_id,split,probability,label\nS1,val,0.5,1\nS1,val,0.2,0\n", "study_id must be unique"),
+    ("study_id,split,probability,label\n,val,0.5,1\n", "column 'study_id' is empty at row"),
+    ("study_id,split,probability,label,patient_id_hash\nS1,val,0.5,1,\n",
+     "column 'patient_id_hash' is empty"),
+    ("study_id,split,probability,label\n", "no rows"),
+])
+def test_bad_predictions_name_the_file_and_column(tmp_path, body, match):
+    path = _write(tmp_path, body)
+    with pytest.raises(EvaluationInputError, match=match) as info:
+        load_predictions(path)
+    assert str(path) in str(info.value)
+
+
+def test_bad_rows_are_numbered(tmp_path):
+    path = _write(tmp_path, "study_id,split,probability,label\nS1,val,0.5,1\nS2,val,nan,0\n")
+    with pytest.raises(EvaluationInputError, match=r"row\(s\) 2 "):
+        load_predictions(path)
+
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(EvaluationInputError, match="predictions file not found"):
+        load_predictions(tmp_path / "predictions.csv")
+    with pytest.raises(EvaluationInputError, match="run folder not found"):
+        load_run(tmp_path / "nowhere")
+    with pytest.raises(EvaluationInputError, match="readers file not found"):
+        load_readers(tmp_path / "readers.csv")
+
+
+def test_study_ids_stay_strings(tmp_path):
+    path = _write(tmp_path, "study_id,split,probability,label\n007,val,0.5,1\n")
+    assert load_predictions(path)["study_id"].tolist() == ["007"]
+
+
+@pytest.mark.parametrize("body,match", [
+    ("study_id,reader\nS1,R1\n", r"missing column\(s\) \['score'\]"),
+    ("study_id,reader,score\nS1,R1,high\n", "column 'score' needs a finite number"),
+    ("study_id,reader,score\nS1,R1,4\nS1,R1,5\n", "reader 'R1' scores study 'S1' more than once"),
+    ("study_id,reader,score\nS1,,4\n", "column 'reader' is empty"),
+    ("study_id,reader,score\nS1,R1,4\nS9,R1,2\n", r"1 study_id\(s\) not in the predictions.*S9"),
+])
+def test_bad_readers_name_the_file_and_problem(tmp_path, body, match):
+    predictions = pd.DataFrame({"study_id": ["S1", "S2"]})
+    path = _write(tmp_path, body, "readers.csv")
+    with pytest.raises(EvaluationInputError, match=match) as info:
+        load_readers(path, predictions)
+    assert str(path) in str(info.value)
+
+
+def test_run_name_from_config_head_or_folder(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.yaml").write_text("name: deep\nmodel:\n  head: x\n")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.yaml").write_text("model:\n  head: fusion_all\n")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "config.yaml").write_text("name: [unclosed\n")
+    assert [run_name(tmp_path / x) for x in "abc"] == ["deep", "fusion_all", "c"]
+    with pytest.raises(EvaluationInputError, match="config.yaml: not valid YAML"):
+        run_name(tmp_path / "d")
+
+
+# ---------------------------------------------------------------- comparison
+
+
+@pytest.fixture()
+def runs_and_readers(tmp_path):
+    cohort, run_dirs = make_runs(tmp_path / "runs")
+    readers = make_readers(cohort, tmp_path / "readers.csv")
+    return cohort, run_dirs, readers
+
+
+def test_comparison_table_p_values_and_holm(runs_and_readers):
+    cohort, run_dirs, readers_path = runs_and_readers
+    runs = [load_run(d) for d in run_dirs]
+    readers = load_readers(readers_path, runs[0].predictions)
+    table = build_comparison_table(runs, readers).set_index("name")
+    assert table.index.tolist() == ["clinical", "deep", "deep_clinical", "R1", "R2"]
+    assert table["kind"].tolist() == ["model"] * 3 + ["reader"] * 2
+    for split in ("internal_test", "external_test"):
+        parts = {r.name: r.split(split).set_index("study_id") for r in runs}
+        labels = parts["clinical"]["label"]
+        aucs = {n: delong_auc(labels, p.loc[labels.index, "probability"]).auc
+                for n, p in parts.items()}
+        best = max(aucs, key=aucs.get)
+        assert table.loc[best, f"{split}_compared_with"] == "reference"
+        raw = {}
+        for name in aucs:
+            assert table.loc[name, f"{split}_auc"] == pytest.approx(aucs[name])
+            if name != best:
+                test = delong_paired_test(labels, parts[best].loc[labels.index, "probability"],
+                                          parts[name].loc[labels.index, "probability"])
+                raw[name] = test.p_value
+                assert table.loc[name, f"{split}_p_value"] == pytest.approx(test.p_value)
+        if split == "external_test":
+            scored = readers.set_index("study_id")
+            for reader in ("R1", "R2"):
+                mine = scored[scored["reader"] == reader]
+                test = delong_paired_test(labels.loc[mine.index],
+                                          parts[best].loc[mine.index, "probability"],
+                                          mine["score"])
+                raw[reader] = test.p_value
+                assert table.loc[reader, f"{split}_auc"] == pytest.approx(test.auc_b)
+                assert table.loc[reader, f"{split}_p_value"] == pytest.approx(test.p_value)
+        else:
+            assert table.loc[["R1", "R2"], f"{split}_auc"].isna().all()
+        # One Holm family per test set: other models and readers against the best model.
+        adjusted = dict(zip(raw, holm_adjust(list(raw.values())), strict=True))
+        for name, p_holm in adjusted.items():
+            assert table.loc[name, f"{split}_p_value_holm"] == pytest.approx(p_holm)
+
+
+def test_compare_runs_writes_table_and_plots(runs_and_readers, tmp_path):
+    _, run_dirs, readers = runs_and_readers
+    result = compare_runs(run_dirs, readers, tmp_path / "out")
+    out = tmp_path / "out"
+    csv = pd.read_csv(out / "comparison.csv")
+    assert csv["name"].tolist() == ["clinical", "deep", "deep_clinical", "R1", "R2"]
+    n_external = SPLIT_SIZES["external_test"]
+    assert csv["external_test_n"].tolist() == [n_external] * 5
+    assert csv.loc[3:, "internal_test_n"].isna().all()  # readers only scored external_test
+    # Counts are written as integers ("140", not "140.0") even in columns with empty cells.
+    assert f",{SPLIT_SIZES['internal_test']}.0," not in (out / "comparison.csv").read_text()
+    markdown = (out / "comparison.md").read_text()
+    assert "| Model | Internal test AUC (95% CI) | P (Holm) |" in markdown
+    assert "reference" in markdown and "Reader: R1" in markdown
+    for name in ("roc_internal_test.png", "roc_external_test.png", "reliability.png"):
+        assert (out / name).read_bytes().startswith(PNG_MAGIC)
+        assert f"]({name})" in markdown
+    assert result.markdown in markdown
+
+
+def test_compare_rejects_different_test_sets(tmp_path):
+    cohort = make_cohort(seed=2)
+    a = write_run(tmp_path / "a", make_predictions(cohort, 2.0, 0))
+    shorter = make_predictions(cohort, 2.0, 1)
+    b = write_run(tmp_path / "b", shorter.drop(shorter[shorter["split"] == "external_test"]
+                                               .index[:5]))
+    with pytest.raises(EvaluationInputError, match="'external_test': runs 'a' and 'b' have "
+                                                   "different studies"):
+        compare_runs([a, b], out_dir=tmp_path / "out")
+
+
+def test_compare_rejects_readers_outside_one_test_split(tmp_path):
+    cohort = make_cohort(seed=3)
+    run = write_run(tmp_path / "a", make_predictions(cohort, 2.0, 0))
+    readers = make_readers(cohort, tmp_path / "readers.csv", split="val")
+    with pytest.raises(EvaluationInputError, match="readers must score the studies of one test"):
+        compare_runs([run], readers, tmp_path / "out")
+
+
+def test_compare_disambiguates_runs_with_the_same_name(tmp_path):
+    cohort = make_cohort(seed=4)
+    a = write_run(tmp_path / "a", make_predictions(cohort, 2.0, 0), "name: run\n")
+    b = write_run(tmp_path / "b", make_predictions(cohort, 2.5, 1), "name: run\n")
+    result = compare_runs([a, b], out_dir=tmp_path / "out")
+    assert result.table["name"].tolist() == ["run (a)", "run (b)"]
+    with pytest.raises(EvaluationInputError, match="given twice"):
+        compare_runs([a, a], out_dir=tmp_path / "out")
+
+
+def test_single_run_comparison_has_no_p_values(tmp_path):
+    run = write_run(tmp_path / "solo", make_predictions(make_cohort(seed=5), 2.0, 0))
+    table = compare_runs([run], out_dir=tmp_path / "out").table
+    assert table.loc[0, "internal_test_compared_with"] == "reference"
+    assert "internal_test_p_value" not in table.columns
