@@ -123,6 +123,59 @@ class RoiConfig:
 
 
 @dataclass
+class RadiomicsConfig:
+    """Texture features of the four ROIs (pyradiomics parameter file, worker processes)."""
+
+    params: str = "configs/radiomics/default.yaml"
+    workers: int = 2
+
+
+@dataclass
+class ModelConfig:
+    """The classifier (see osteo.classification.hparams.ClassifierConfig for the meanings).
+
+    ``head`` is any subset of deep, texture and clinical joined by '_' (``all`` = all three);
+    ``backbone`` one of osteo.classification.list_backbones(). Both are checked against the
+    registries at start-up.
+    """
+
+    head: str = "deep_texture_clinical"
+    backbone: str = "small_cnn"
+    combine: Literal["concat", "difference", "max"] = "concat"
+    embed_dim: int = 128
+    pretrained: bool = False
+    weights_path: str | None = None  # a local backbone state dict; nothing is downloaded
+    hidden: int = 64
+    dropout: float = 0.2
+    aux_tscore_weight: float = 0.0  # > 0 adds T-score regression (multi-task)
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: Literal["none", "cosine", "onecycle", "plateau"] = "cosine"
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.01
+    plateau_patience: int = 3
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class TrainConfig:
+    """How the classifier is trained and what it sees of each hip."""
+
+    max_epochs: int = 20
+    batch_size: int = 32
+    num_workers: int = 0
+    # Class imbalance: weight positives in the loss, draw them more often, or focal loss.
+    class_balance: Literal["pos_weight", "sampler", "focal", "none"] = "pos_weight"
+    crop_mm: float = 110.0  # side of the square hip crop, in mm
+    crop_size: int = 96  # pixels of the crop the CNN sees
+    # Early stopping on val AUC (epochs without improvement); 0 turns it off.
+    early_stopping_patience: int = 0
+    threshold_method: Literal["youden", "sensitivity"] = "youden"
+    target_sensitivity: float | None = None  # with threshold_method=sensitivity
+    n_bootstrap: int = 2000
+
+
+@dataclass
 class LoggerConfig:
     """W&B logging; offline by default so no account is needed."""
 
@@ -147,6 +200,9 @@ class OsteoConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     roi: RoiConfig = field(default_factory=RoiConfig)
+    radiomics: RadiomicsConfig = field(default_factory=RadiomicsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 

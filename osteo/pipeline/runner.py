@@ -7,23 +7,29 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from osteo.config import save_config
+from osteo.config import ConfigError, save_config
+from osteo.pipeline.classifier_stage import (
+    build_split_tensors,
+    run_classifier_stage,
+    select_studies,
+)
 from osteo.pipeline.context import RunContext, StageRecord
 from osteo.pipeline.data_stage import run_data_stage
+from osteo.pipeline.evaluation_stage import run_evaluation_stage
+from osteo.pipeline.radiomics_stage import run_radiomics_stage
 from osteo.pipeline.roi_stage import run_roi_stage
 from osteo.pipeline.segmentation_stage import run_segmentation_stage
 from osteo.pipeline.trainer import finish_distributed, is_global_zero
+from osteo.pipeline.wandb_logging import log_run_results
 
-__all__ = ["RunResult", "run_pipeline", "PENDING_STAGES"]
-
-# Stages of the design that this version does not run yet; the summary says so.
-PENDING_STAGES = ("radiomics", "classifier", "evaluation")
+__all__ = ["RunResult", "run_pipeline"]
 
 
 @dataclass
 class RunResult:
     run_dir: Path
     stages: list[StageRecord]
+    metrics: dict | None = None
     pending: list[str] = field(default_factory=list)
 
 
@@ -32,11 +38,37 @@ def run_pipeline(cfg: DictConfig) -> RunResult:
     if is_global_zero():
         save_config(cfg, ctx.run_dir / "config.yaml")
     try:
-        data = run_data_stage(ctx)
-        seg = run_segmentation_stage(ctx, data)
-        if cfg.task == "segmentation":
-            return RunResult(ctx.run_dir, ctx.records)
-        run_roi_stage(ctx, data, seg)
-        return RunResult(ctx.run_dir, ctx.records, pending=list(PENDING_STAGES))
+        return _run_stages(ctx)
     finally:
         finish_distributed()
+
+
+def _run_stages(ctx: RunContext) -> RunResult:
+    from osteo.classification.heads import head_inputs
+
+    cfg = ctx.cfg
+    try:
+        inputs = head_inputs(cfg.model.head)  # a bad head fails before any stage runs
+    except ValueError as err:
+        raise ConfigError(f"Invalid value for config key 'model.head': {err}") from None
+    data = run_data_stage(ctx)
+    seg = run_segmentation_stage(ctx, data)
+    if cfg.task == "segmentation":
+        return RunResult(ctx.run_dir, ctx.records)
+    rois = run_roi_stage(ctx, data, seg)
+    study_ids, excluded = select_studies(data, seg)
+    if is_global_zero():
+        excluded.to_csv(ctx.run_dir / "excluded.csv", index=False)
+    all_ids = [s for ids in study_ids.values() for s in ids]
+    texture = run_radiomics_stage(ctx, data, seg, rois, all_ids, needed="texture" in inputs)
+    split_files, dataset_key = build_split_tensors(
+        ctx, data, seg, rois, study_ids, texture, with_crops="deep" in inputs
+    )
+    texture_dim = len(texture.feature_names) if texture is not None else 0
+    output = run_classifier_stage(ctx, data, split_files, dataset_key, texture_dim)
+    if output is None:  # a non-zero DDP rank: rank zero evaluates
+        return RunResult(ctx.run_dir, ctx.records)
+    metrics = run_evaluation_stage(ctx)
+    log_run_results(ctx, metrics)
+    ctx.write_stages()
+    return RunResult(ctx.run_dir, ctx.records, metrics=metrics)

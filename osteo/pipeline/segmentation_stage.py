@@ -23,7 +23,12 @@ from osteo.data.datamodules import SegmentationDataModule
 from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext
 from osteo.pipeline.data_stage import CohortData
-from osteo.pipeline.trainer import build_trainer, is_global_zero
+from osteo.pipeline.trainer import (
+    build_trainer,
+    distributed_rank_and_size,
+    is_global_zero,
+    wait_for_all_ranks,
+)
 from osteo.segmentation.module import FemurSegmentationModule
 from osteo.segmentation.predict import MaskCache, load_segmentation_model, predict_masks
 
@@ -167,6 +172,18 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
         cache = MaskCache(ctx.cache_dir / "masks")
         studies = list(zip(data.manifest["study_id"], data.manifest["image_path"], strict=True))
         start = time.perf_counter()
+        rank, world = distributed_rank_and_size()
+        if world > 1:
+            # Each rank predicts its share into the shared cache, then all read everything.
+            predict_masks(
+                model,
+                studies[rank::world],
+                cache,
+                file_digest(checkpoint),
+                batch_size=seg.predict_batch_size,
+                progress=False,
+            )
+            wait_for_all_ranks()
         predictions = predict_masks(
             model,
             studies,

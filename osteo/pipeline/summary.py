@@ -38,6 +38,23 @@ def _stage_highlights(name: str, figures: dict) -> str:
         if flagged:
             parts.append(f"{flagged} flags")
         return ", ".join(parts)
+    if name == "radiomics" and figures:
+        return (
+            f"{figures.get('n_studies', 0)} studies x {figures.get('n_features', 0)} features, "
+            f"{figures.get('n_from_cache', 0)} from the store, "
+            f"{figures.get('n_failed_rois', 0)} failed ROIs"
+        )
+    if name == "classifier" and figures:
+        parts = [f"head {figures.get('head')}"]
+        if "epochs" in figures:
+            parts.append(f"{figures['epochs']} epochs in {figures.get('train_seconds', 0):.0f}s")
+        return ", ".join(parts)
+    if name == "evaluation":
+        return ", ".join(
+            f"{split} AUC {f['auc']:.3f}"
+            for split, f in figures.items()
+            if f.get("auc") is not None
+        )
     return ""
 
 

@@ -9,7 +9,13 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["build_trainer", "is_global_zero", "finish_distributed"]
+__all__ = [
+    "build_trainer",
+    "is_global_zero",
+    "finish_distributed",
+    "distributed_rank_and_size",
+    "wait_for_all_ranks",
+]
 
 
 def _devices(value: Any) -> Any:
@@ -62,3 +68,14 @@ def finish_distributed() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+
+
+def distributed_rank_and_size() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def wait_for_all_ranks() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()

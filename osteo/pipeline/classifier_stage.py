@@ -1,0 +1,353 @@
+"""Stage 5: the classifier: split tensors, training, predictions for val and the test sets.
+
+Which studies a run uses is decided before the head is known (a study needs a femur mask for
+both hips), so every fusion head is trained and tested on the same studies and their AUCs can
+be compared with paired tests. Studies left out are written to ``excluded.csv`` with the
+reason. The split tensor files are cached by their content; the trained model is reused when
+the run folder holds a model trained with the same key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from tqdm.auto import tqdm
+
+from osteo.data.datamodules import CLINICAL_NAMES, HipDataModule
+from osteo.data.hips import extract_hip_pair, hip_crop_centre
+from osteo.data.io import MissingSpacingWarning, read_radiograph
+from osteo.data.manifest import hash_identifier
+from osteo.hashing import digest, file_digest
+from osteo.pipeline.context import RunContext, write_json_atomic, write_text_atomic
+from osteo.pipeline.data_stage import CohortData
+from osteo.pipeline.roi_stage import RoiOutput, _read_mask_with_spacing
+from osteo.pipeline.segmentation_stage import SegmentationOutput
+from osteo.pipeline.trainer import build_trainer, is_global_zero
+
+__all__ = [
+    "EVAL_SPLITS",
+    "ClassifierOutput",
+    "select_studies",
+    "build_split_tensors",
+    "run_classifier_stage",
+    "classifier_settings",
+]
+
+MODEL_SPLITS = ("train", "val", "internal_test", "external_test")
+EVAL_SPLITS = ("val", "internal_test", "external_test")
+
+
+@dataclass
+class ClassifierOutput:
+    checkpoint: Path
+    predictions: pd.DataFrame
+
+
+def select_studies(
+    data: CohortData, seg: SegmentationOutput
+) -> tuple[dict[str, list[str]], pd.DataFrame]:
+    """Study ids per split that every head can use, and the excluded ones with reasons."""
+    chosen: dict[str, list[str]] = {s: [] for s in MODEL_SPLITS}
+    excluded = []
+    for row in data.manifest.itertuples(index=False):
+        if row.split not in chosen:
+            excluded.append((row.study_id, row.split, "patient also in a test set"))
+        elif row.study_id not in seg.masks:
+            excluded.append(
+                (
+                    row.study_id,
+                    row.split,
+                    f"no femur mask: {seg.failures.get(row.study_id, 'unknown')}",
+                )
+            )
+        elif row.study_id in seg.failures:
+            excluded.append((row.study_id, row.split, seg.failures[row.study_id]))
+        else:
+            chosen[row.split].append(row.study_id)
+    return chosen, pd.DataFrame(excluded, columns=["study_id", "split", "reason"])
+
+
+def _clinical_row(row) -> list[float]:
+    sex = {"M": 1.0, "F": 0.0}.get(row.sex, np.nan)
+    return [
+        float(row.age) if pd.notna(row.age) else np.nan,
+        sex,
+        float(row.weight) if pd.notna(row.weight) else np.nan,
+    ]
+
+
+def _crops(row, seg: SegmentationOutput, rois: RoiOutput, crop_mm: float, size: int):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingSpacingWarning)
+        radiograph = read_radiograph(row.image_path)
+    label_map, mask_spacing = _read_mask_with_spacing(seg.masks[row.study_id])
+    spacing = radiograph.spacing or mask_spacing
+    result = rois.rois.get(row.study_id)
+    centres = {}
+    for side, label in (("right", 1), ("left", 2)):
+        boxes = result.hips[side].boxes if result is not None else {}
+        centre = hip_crop_centre(boxes, label_map, label)
+        if centre is None:
+            raise ValueError(f"no {side} femur to centre the hip crop on")
+        centres[side] = centre
+    return extract_hip_pair(radiograph.pixels, spacing, centres, crop_mm, size)
+
+
+def build_split_tensors(
+    ctx: RunContext,
+    data: CohortData,
+    seg: SegmentationOutput,
+    rois: RoiOutput,
+    study_ids: dict[str, list[str]],
+    texture_table,
+    with_crops: bool,
+) -> tuple[dict[str, Path], str]:
+    """One tensor file per split under ``cache/datasets/<key>/``; returns paths and key."""
+    train = ctx.cfg.train
+    key = digest(
+        {s: [(i, str(seg.masks[i].name)) for i in ids] for s, ids in study_ids.items()},
+        file_digest(data.manifest_path),
+        {"crop_mm": train.crop_mm, "crop_size": train.crop_size} if with_crops else None,
+        texture_table.feature_names if texture_table is not None else None,
+        file_digest(ctx.cfg.radiomics.params) if texture_table is not None else None,
+        ctx.versions,
+    )
+    folder = ctx.cache_dir / "datasets" / key
+    paths = {split: folder / f"{split}.pt" for split in study_ids if study_ids[split]}
+    if all(p.is_file() for p in paths.values()):
+        return paths, key
+    rows = data.manifest.set_index("study_id", drop=False)
+    progress = ctx.cfg.trainer.enable_progress_bar
+    for split, path in paths.items():
+        ids = study_ids[split]
+        part = rows.loc[ids]
+        tensors = {
+            "study_id": list(ids),
+            "clinical": torch.tensor(
+                [_clinical_row(r) for r in part.itertuples()], dtype=torch.float32
+            ),
+            "clinical_names": list(CLINICAL_NAMES),
+            "label": torch.tensor(part["label"].to_numpy(dtype=float), dtype=torch.float32),
+            "tscore": torch.tensor(
+                part["tscore"].to_numpy(dtype=float, na_value=np.nan), dtype=torch.float32
+            ),
+        }
+        if texture_table is not None:
+            selected = texture_table.select(ids)
+            tensors["texture"] = selected.features
+            tensors["texture_names"] = list(selected.feature_names)
+        if with_crops:
+            size = train.crop_size
+            right = torch.empty(len(ids), 1, size, size, dtype=torch.float16)
+            left = torch.empty_like(right)
+            for i, row in enumerate(
+                tqdm(list(part.itertuples()), desc=f"hip crops {split}", disable=not progress)
+            ):
+                r, lft = _crops(row, seg, rois, train.crop_mm, size)
+                right[i, 0], left[i, 0] = torch.from_numpy(r), torch.from_numpy(lft)
+            tensors["right"], tensors["left"] = right, left
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(tensors, tmp)
+        tmp.replace(path)
+    return paths, key
+
+
+def classifier_settings(ctx: RunContext, texture_dim: int, pos_weight: float | None):
+    """The validated ClassifierConfig for this run (registries checked by classification)."""
+    from osteo.classification.hparams import classifier_config
+
+    model = ctx.cfg.model
+    balance = ctx.cfg.train.class_balance
+    imbalance = {"pos_weight": "pos_weight", "focal": "focal"}.get(balance, "none")
+    return classifier_config(
+        head=model.head,
+        backbone=model.backbone,
+        combine=model.combine,
+        embed_dim=model.embed_dim,
+        pretrained=model.pretrained,
+        weights_path=model.weights_path,
+        texture_dim=max(texture_dim, 1),
+        hidden=model.hidden,
+        dropout=model.dropout,
+        aux_tscore_weight=model.aux_tscore_weight,
+        lr=model.lr,
+        weight_decay=model.weight_decay,
+        scheduler=model.scheduler,
+        warmup_epochs=model.warmup_epochs,
+        min_lr_ratio=model.min_lr_ratio,
+        plateau_patience=model.plateau_patience,
+        imbalance=imbalance,
+        pos_weight=pos_weight if imbalance == "pos_weight" else None,
+        focal_gamma=model.focal_gamma,
+        test_splits=["internal_test", "external_test"],
+    )
+
+
+def _make_logger(ctx: RunContext):
+    if ctx.cfg.logger.mode == "disabled":
+        return False
+    from osteo.pipeline.wandb_logging import make_wandb_logger
+
+    return make_wandb_logger(ctx)
+
+
+def _predictions(
+    module, datamodule: HipDataModule, data: CohortData, ctx: RunContext
+) -> pd.DataFrame:
+    """Predict val and the test sets on one device (no DDP padding of the last batch)."""
+    trainer = L.Trainer(
+        accelerator=ctx.cfg.trainer.accelerator,
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        precision=ctx.cfg.trainer.precision,
+        default_root_dir=str(ctx.run_dir),
+    )
+    names = datamodule.predict_split_names()
+    outputs = trainer.predict(module, datamodule=datamodule)
+    if len(names) == 1:
+        outputs = [outputs]
+    rows = data.manifest.set_index("study_id")
+    frames = []
+    for split, batches in zip(names, outputs, strict=True):
+        for batch in batches:
+            frame = pd.DataFrame(
+                {
+                    "study_id": list(batch["study_id"]),
+                    "split": split,
+                    "probability": batch["probability"].float().numpy(),
+                    "label": batch["label"].numpy().astype(int),
+                }
+            )
+            if "tscore_pred" in batch:
+                frame["tscore_pred"] = batch["tscore_pred"].float().numpy()
+            frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    info = rows.loc[table["study_id"]]
+    # Hashed patient ids let the bootstrap resample patients without carrying identifiers.
+    table["patient_id_hash"] = [hash_identifier(p) for p in info["patient_id"]]
+    table["sex"] = info["sex"].to_numpy()
+    table["age"] = info["age"].to_numpy(dtype=float)
+    return table
+
+
+def run_classifier_stage(
+    ctx: RunContext,
+    data: CohortData,
+    split_files: dict[str, Path],
+    dataset_key: str,
+    texture_dim: int,
+) -> ClassifierOutput | None:
+    """Train (or reuse) the model; returns predictions on rank zero, None on other ranks."""
+    from osteo.classification.module import OsteoporosisModule
+
+    train = ctx.cfg.train
+    with ctx.stage("classifier") as record:
+        probe = classifier_settings(ctx, texture_dim, None)
+        datamodule = HipDataModule(
+            split_files,
+            inputs=sorted(probe.inputs),
+            batch_size=train.batch_size,
+            num_workers=train.num_workers,
+            class_balance="sampler" if train.class_balance == "sampler" else "pos_weight",
+            clinical_missing=ctx.cfg.data.clinical_missing,
+            seed=ctx.cfg.seed,
+        )
+        datamodule.setup("fit")
+        settings = classifier_settings(ctx, texture_dim, datamodule.pos_weight)
+        key = digest(
+            dataset_key,
+            ctx.config_dict("model", "train"),
+            ctx.cfg.seed,
+            {k: ctx.cfg.trainer[k] for k in ("precision", "deterministic")},
+            ctx.versions,
+        )
+        record.cache_key = key
+        ckpt_dir = ctx.run_dir / "checkpoints"
+        final = ckpt_dir / "model.ckpt"
+        key_file = ckpt_dir / "model.key"
+        if final.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
+            record.status = "reused"
+            module = OsteoporosisModule.load_from_checkpoint(
+                final, map_location="cpu", weights_only=True
+            )
+        else:
+            L.seed_everything(ctx.cfg.seed, workers=True, verbose=False)
+            module = OsteoporosisModule(settings)
+            callbacks = [
+                ModelCheckpoint(
+                    dirpath=ckpt_dir,
+                    filename="best",
+                    monitor="val/auc",
+                    mode="max",
+                    save_top_k=1,
+                    save_last=True,
+                )
+            ]
+            if train.early_stopping_patience > 0:
+                callbacks.append(
+                    EarlyStopping("val/auc", mode="max", patience=train.early_stopping_patience)
+                )
+            trainer = build_trainer(
+                ctx.cfg.trainer,
+                train.max_epochs,
+                ctx.run_dir,
+                callbacks=callbacks,
+                logger=_make_logger(ctx),
+            )
+            last = ckpt_dir / "last.ckpt"
+            training_key = ckpt_dir / "training.key"
+            # Resume only a training of the same settings and data: last.ckpt of another
+            # config would silently mix two experiments.
+            same = training_key.is_file() and training_key.read_text().strip() == key
+            resume = str(last) if ctx.cfg.resume and last.is_file() and same else None
+            if ctx.cfg.resume and last.is_file() and not same:
+                record.note = "resume=true ignored: last.ckpt belongs to other settings"
+            if is_global_zero():
+                write_text_atomic(training_key, key + "\n")
+            if resume:
+                record.note = f"resumed from {last}"
+            start = time.perf_counter()
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+            record.figures["train_seconds"] = round(time.perf_counter() - start, 1)
+            record.figures["epochs"] = int(trainer.current_epoch)
+            record.status = "ran"
+            if not is_global_zero():
+                return None
+            best = Path(callbacks[0].best_model_path or last)
+            tmp = ckpt_dir / ".model.ckpt.tmp"
+            tmp.write_bytes(best.read_bytes())
+            tmp.replace(final)
+            write_text_atomic(key_file, key + "\n")
+            module = OsteoporosisModule.load_from_checkpoint(
+                final, map_location="cpu", weights_only=True
+            )
+        write_json_atomic(ctx.run_dir / "scalers.json", datamodule.state_dict())
+        predictions = _predictions(module, datamodule, data, ctx)
+        tmp = ctx.run_dir / ".predictions.csv.tmp"
+        predictions.to_csv(tmp, index=False)
+        tmp.replace(ctx.run_dir / "predictions.csv")
+        record.figures.update(
+            {
+                "head": settings.head,
+                "inputs": sorted(settings.inputs),
+                "pos_weight": round(datamodule.pos_weight, 3),
+                "imputed": datamodule.imputed,
+                "studies": {s: len(datamodule.splits[s]["study_id"]) for s in datamodule.splits},
+            }
+        )
+        record.figures["hyperparameters"] = json.loads(
+            json.dumps({k: v for k, v in vars(settings).items()}, default=str)
+        )
+        return ClassifierOutput(checkpoint=final, predictions=predictions)

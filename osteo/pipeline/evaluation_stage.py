@@ -1,0 +1,35 @@
+"""Stage 6: metrics.json, report.md and plots of the run, from its predictions.csv.
+
+The same functions as ``tools/evaluate.py`` (osteo.evaluation.report), so the main command,
+the tool and W&B report one set of numbers.
+"""
+
+from __future__ import annotations
+
+from osteo.pipeline.context import RunContext
+
+__all__ = ["run_evaluation_stage"]
+
+
+def run_evaluation_stage(ctx: RunContext) -> dict:
+    from osteo.evaluation.report import evaluate_run
+
+    train = ctx.cfg.train
+    with ctx.stage("evaluation") as record:
+        metrics = evaluate_run(
+            ctx.run_dir,
+            threshold_method=train.threshold_method,
+            target_sensitivity=train.target_sensitivity,
+            n_bootstrap=train.n_bootstrap,
+            seed=ctx.cfg.seed,
+        )
+        record.status = "ran"
+        record.figures = {
+            split: {
+                k: metrics[split].get(k)
+                for k in ("auc", "auc_ci", "sensitivity", "specificity", "n", "n_positive")
+            }
+            for split in ("val", "internal_test", "external_test")
+            if split in metrics
+        }
+        return metrics

@@ -1,0 +1,85 @@
+"""Stage 4: radiomics texture features of the four ROIs of every study, from the store.
+
+Runs only when the head uses texture. The feature store (``cache/radiomics/``) is keyed per
+study by the image, the mask, the boxes, the parameter file and the library versions, so a
+rerun, or another head, reuses every entry; failed ROIs are recorded with their reasons.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from osteo.hashing import digest
+from osteo.pipeline.context import RunContext
+from osteo.pipeline.data_stage import CohortData
+from osteo.pipeline.roi_stage import RoiOutput
+from osteo.pipeline.segmentation_stage import SegmentationOutput
+from osteo.pipeline.trainer import distributed_rank_and_size, wait_for_all_ranks
+
+__all__ = ["run_radiomics_stage", "study_items", "build_feature_store"]
+
+
+def build_feature_store(ctx: RunContext):
+    from osteo.radiomics.extractor import RadiomicsExtractor
+    from osteo.radiomics.store import FeatureStore
+
+    params = Path(ctx.cfg.radiomics.params)
+    if not params.is_file():
+        raise FileNotFoundError(f"radiomics.params {params} does not exist")
+    return FeatureStore(ctx.cache_dir / "radiomics", RadiomicsExtractor(params))
+
+
+def study_items(data: CohortData, seg: SegmentationOutput, rois: RoiOutput, study_ids):
+    from osteo.radiomics.store import StudyItem
+
+    rows = data.manifest.set_index("study_id")
+    items = []
+    for study_id in study_ids:
+        result = rois.rois.get(study_id)
+        boxes = result.boxes() if result is not None else {}
+        items.append(
+            StudyItem(
+                study_id=study_id,
+                image_path=Path(rows.at[study_id, "image_path"]),
+                boxes=boxes,
+                mask_path=seg.masks.get(study_id),
+            )
+        )
+    return items
+
+
+def run_radiomics_stage(
+    ctx: RunContext,
+    data: CohortData,
+    seg: SegmentationOutput,
+    rois: RoiOutput,
+    study_ids: list[str],
+    needed: bool,
+):
+    """The FeatureTable of ``study_ids`` (NaN where a ROI failed), or None when not needed."""
+    from osteo.radiomics.parallel import extract_many
+
+    with ctx.stage("radiomics") as record:
+        if not needed:
+            record.status = "skipped"
+            record.note = f"head {ctx.cfg.model.head!r} does not use texture"
+            return None
+        store = build_feature_store(ctx)
+        items = study_items(data, seg, rois, study_ids)
+        progress = ctx.cfg.trainer.enable_progress_bar
+        rank, world = distributed_rank_and_size()
+        if world > 1:
+            # Each rank fills its share of the shared store, then everyone reads all of it.
+            extract_many(
+                items[rank::world],
+                store,
+                workers=ctx.cfg.radiomics.workers,
+                progress=progress and rank == 0,
+            )
+            wait_for_all_ranks()
+        result = extract_many(items, store, workers=ctx.cfg.radiomics.workers, progress=progress)
+        record.status = "ran" if result.n_extracted else "reused"
+        record.cache_key = digest(store.extractor.fingerprint_digest, len(items))
+        record.figures = result.stage_figures()
+        record.figures["n_features"] = store.n_features
+        return result.table
