@@ -116,7 +116,7 @@ class RoiConfig:
     neck_cortex_margin_mm: float = 2.0
     neck_min_fraction: float = 0.6
     cortex_below_lesser_trochanter_mm: float = 25.0
-    cortex_outside_mm: float = 2.0
+    cortex_depth_mm: float = 2.5  # box centre inside the medial bone edge (mid-cortex)
     # QA images: a contact sheet per split, or also one PNG per study (named by a hash).
     overlays: Literal["none", "sheet", "per_study"] = "sheet"
     workers: int = 2  # processes placing ROIs

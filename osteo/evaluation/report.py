@@ -29,7 +29,7 @@ from osteo.evaluation.runs import (
     EvaluationInputError,
     load_run,
 )
-from osteo.evaluation.stats import bootstrap_auc_ci, delong_auc
+from osteo.evaluation.stats import bootstrap_auc_ci, delong_auc, roc_auc
 from osteo.evaluation.subgroups import (
     DEFAULT_AGE_EDGES,
     age_band_names,
@@ -48,10 +48,15 @@ __all__ = [
 ]
 
 SETTINGS_KEY = "settings"  # the one top-level key of metrics.json that is not a split
-SPLIT_TITLES = {"val": "Validation", "internal_test": "Internal test",
-                "external_test": "External test"}
-THRESHOLD_DESCRIPTIONS = {"youden": "Youden's J (max sensitivity + specificity - 1)",
-                          "sensitivity": "the highest threshold reaching sensitivity >= {target}"}
+SPLIT_TITLES = {
+    "val": "Validation",
+    "internal_test": "Internal test",
+    "external_test": "External test",
+}
+THRESHOLD_DESCRIPTIONS = {
+    "youden": "Youden's J (max sensitivity + specificity - 1)",
+    "sensitivity": "the highest threshold reaching sensitivity >= {target}",
+}
 
 
 def to_jsonable(value):
@@ -84,19 +89,37 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
-def _split_metrics(part: pd.DataFrame, threshold: float, confidence_level: float,
-                   n_bootstrap: int, seed: int, ece_bins: int, age_edges) -> dict:
+def _split_metrics(
+    part: pd.DataFrame,
+    threshold: float,
+    confidence_level: float,
+    n_bootstrap: int,
+    seed: int,
+    ece_bins: int,
+    age_edges,
+) -> dict:
     y_true = part["label"].to_numpy()
     y_prob = part["probability"].to_numpy()
     patients = part["patient_id_hash"].to_numpy() if "patient_id_hash" in part else None
-    auc = delong_auc(y_true, y_prob, confidence_level)
+    n_positive = int(np.sum(y_true))
+    # DeLong's variance needs two studies of each class; a smaller split (a tiny cohort, a
+    # rare subgroup) still gets its AUC, with no interval and a note saying why.
+    if min(n_positive, len(y_true) - n_positive) >= 2:
+        auc = delong_auc(y_true, y_prob, confidence_level)
+        auc_value, auc_ci, variance, method = auc.auc, auc.ci, auc.variance, "delong"
+    else:
+        auc_value, auc_ci, variance = roc_auc(y_true, y_prob), None, None
+        method = "none: fewer than 2 positive or 2 negative studies"
     binary = binary_metrics_at_threshold(y_true, y_prob, threshold, confidence_level)
     calibration = calibration_slope_intercept(y_true, y_prob)
     metrics = {
-        "n": len(part), "n_positive": int(y_true.sum()),
+        "n": len(part),
+        "n_positive": n_positive,
         "n_patients": len(set(patients)) if patients is not None else len(part),
-        "auc": auc.auc, "auc_ci": auc.ci, "auc_ci_method": "delong",
-        "auc_variance": auc.variance,
+        "auc": auc_value,
+        "auc_ci": auc_ci,
+        "auc_ci_method": method,
+        "auc_variance": variance,
         "threshold": threshold,
         **{k: v for k, v in binary.to_dict().items() if k not in ("threshold", "confidence_level")},
         "ece": expected_calibration_error(y_true, y_prob, ece_bins),
@@ -106,19 +129,30 @@ def _split_metrics(part: pd.DataFrame, threshold: float, confidence_level: float
         "calibration_note": calibration.note,
         "reliability": reliability_bins(y_true, y_prob, ece_bins).to_dict(),
     }
-    if n_bootstrap > 0:
-        boot = bootstrap_auc_ci(y_true, y_prob, patients, n_resamples=n_bootstrap,
-                                confidence_level=confidence_level, seed=seed)
+    if n_bootstrap > 0 and variance is not None:
+        boot = bootstrap_auc_ci(
+            y_true,
+            y_prob,
+            patients,
+            n_resamples=n_bootstrap,
+            confidence_level=confidence_level,
+            seed=seed,
+        )
         metrics["auc_ci_bootstrap"] = boot.ci
         metrics["bootstrap_unit"] = boot.unit
     subgroups = {}
     if "sex" in part:
-        subgroups["sex"] = [g.to_dict() for g in subgroup_aucs(y_true, y_prob, part["sex"],
-                                                                 confidence_level)]
+        subgroups["sex"] = [
+            g.to_dict() for g in subgroup_aucs(y_true, y_prob, part["sex"], confidence_level)
+        ]
     if "age" in part:
         bands = age_bands(part["age"].to_numpy(dtype=float), age_edges)
-        subgroups["age_band"] = [g.to_dict() for g in subgroup_aucs(
-            y_true, y_prob, bands, confidence_level, order=age_band_names(age_edges))]
+        subgroups["age_band"] = [
+            g.to_dict()
+            for g in subgroup_aucs(
+                y_true, y_prob, bands, confidence_level, order=age_band_names(age_edges)
+            )
+        ]
     if subgroups:
         metrics["subgroups"] = subgroups
     return metrics
@@ -143,28 +177,44 @@ def compute_run_metrics(
     """
     present = [s for s in EVALUATED_SPLITS if (predictions["split"] == s).any()]
     if "val" not in present:
-        raise EvaluationInputError(f"{source}: no 'val' rows; the decision threshold is chosen "
-                                   "on validation and must not be chosen on a test set")
+        raise EvaluationInputError(
+            f"{source}: no 'val' rows; the decision threshold is chosen "
+            "on validation and must not be chosen on a test set"
+        )
     metrics: dict = {}
     try:
         val = predictions[predictions["split"] == "val"]
-        threshold = select_threshold(val["label"].to_numpy(), val["probability"].to_numpy(),
-                                     threshold_method, target_sensitivity)
+        threshold = select_threshold(
+            val["label"].to_numpy(),
+            val["probability"].to_numpy(),
+            threshold_method,
+            target_sensitivity,
+        )
     except ValueError as err:
         raise EvaluationInputError(f"{source}, split 'val': {err}") from err
     for split in present:
         try:
-            metrics[split] = _split_metrics(predictions[predictions["split"] == split],
-                                            threshold, confidence_level, n_bootstrap, seed,
-                                            ece_bins, age_edges)
+            metrics[split] = _split_metrics(
+                predictions[predictions["split"] == split],
+                threshold,
+                confidence_level,
+                n_bootstrap,
+                seed,
+                ece_bins,
+                age_edges,
+            )
         except ValueError as err:
             raise EvaluationInputError(f"{source}, split {split!r}: {err}") from err
     metrics[SETTINGS_KEY] = {
-        "threshold_split": "val", "threshold_method": threshold_method,
-        "target_sensitivity": target_sensitivity, "confidence_level": confidence_level,
-        "n_bootstrap": n_bootstrap, "seed": seed, "ece_bins": ece_bins,
-        "age_edges": list(age_edges), "missing_splits": [s for s in EVALUATED_SPLITS
-                                                         if s not in present],
+        "threshold_split": "val",
+        "threshold_method": threshold_method,
+        "target_sensitivity": target_sensitivity,
+        "confidence_level": confidence_level,
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "ece_bins": ece_bins,
+        "age_edges": list(age_edges),
+        "missing_splits": [s for s in EVALUATED_SPLITS if s not in present],
     }
     return metrics
 
@@ -177,22 +227,46 @@ def summary_rows(metrics: dict) -> list[dict]:
             continue
         m = metrics[split]
         ci = m.get("auc_ci") or (None, None)
-        rows.append({"split": split, "n": m["n"], "n_positive": m["n_positive"],
-                     "auc": m["auc"], "auc_ci_low": ci[0], "auc_ci_high": ci[1],
-                     "sensitivity": m.get("sensitivity"), "specificity": m.get("specificity"),
-                     "ppv": m.get("ppv"), "npv": m.get("npv"), "threshold": m.get("threshold")})
+        rows.append(
+            {
+                "split": split,
+                "n": m["n"],
+                "n_positive": m["n_positive"],
+                "auc": m["auc"],
+                "auc_ci_low": ci[0],
+                "auc_ci_high": ci[1],
+                "sensitivity": m.get("sensitivity"),
+                "specificity": m.get("specificity"),
+                "ppv": m.get("ppv"),
+                "npv": m.get("npv"),
+                "threshold": m.get("threshold"),
+            }
+        )
     return rows
 
 
-SUMMARY_HEADERS = ("split", "n", "positives", "AUC (95% CI)", "sensitivity", "specificity",
-                   "PPV", "NPV", "threshold")
+SUMMARY_HEADERS = (
+    "split",
+    "n",
+    "positives",
+    "AUC (95% CI)",
+    "sensitivity",
+    "specificity",
+    "PPV",
+    "NPV",
+    "threshold",
+)
 
 
 def _summary_cells(row: dict) -> list[str]:
-    return [row["split"], str(row["n"]), str(row["n_positive"]),
-            format_ci(row["auc"], (row["auc_ci_low"], row["auc_ci_high"])),
-            *(format_number(row[k]) for k in ("sensitivity", "specificity", "ppv", "npv")),
-            format_number(row["threshold"], 4)]
+    return [
+        row["split"],
+        str(row["n"]),
+        str(row["n_positive"]),
+        format_ci(row["auc"], (row["auc_ci_low"], row["auc_ci_high"])),
+        *(format_number(row[k]) for k in ("sensitivity", "specificity", "ppv", "npv")),
+        format_number(row["threshold"], 4),
+    ]
 
 
 def format_summary_table(metrics: dict) -> str:
@@ -202,8 +276,9 @@ def format_summary_table(metrics: dict) -> str:
 
 def _describe_threshold(settings: dict) -> str:
     template = THRESHOLD_DESCRIPTIONS.get(settings["threshold_method"], "{method}")
-    return template.format(target=settings.get("target_sensitivity"),
-                           method=settings["threshold_method"])
+    return template.format(
+        target=settings.get("target_sensitivity"), method=settings["threshold_method"]
+    )
 
 
 def _report_markdown(name: str, metrics: dict, plots: list[Path]) -> str:
@@ -213,16 +288,20 @@ def _report_markdown(name: str, metrics: dict, plots: list[Path]) -> str:
     any_split = metrics[splits[0]]
     threshold = any_split["threshold"]
     lines = [
-        f"# Evaluation of `{name}`", "",
+        f"# Evaluation of `{name}`",
+        "",
         f"Threshold **{threshold:.4f}** chosen on `val` by {_describe_threshold(settings)}, "
         "then applied unchanged to the test sets (a study is positive when its probability "
         ">= the threshold).",
         f"{level} intervals: AUC by DeLong's method (Sun & Xu algorithm); proportions by "
         f"Wilson's score interval. Bootstrap: {settings['n_bootstrap']} resamples of "
         f"{any_split.get('bootstrap_unit', 'study')}s stratified by label, seed "
-        f"{settings['seed']}. See docs/evaluation.md.", "",
-        "## Summary", "",
-        markdown_table(SUMMARY_HEADERS, [_summary_cells(r) for r in summary_rows(metrics)]), "",
+        f"{settings['seed']}. See docs/evaluation.md.",
+        "",
+        "## Summary",
+        "",
+        markdown_table(SUMMARY_HEADERS, [_summary_cells(r) for r in summary_rows(metrics)]),
+        "",
     ]
     if settings["missing_splits"]:
         lines += [f"No predictions for: {', '.join(settings['missing_splits'])}.", ""]
@@ -230,30 +309,82 @@ def _report_markdown(name: str, metrics: dict, plots: list[Path]) -> str:
     def with_ci(m, key):
         return format_ci(m[key], m[f"{key}_ci"])
 
-    lines += ["## Operating point and AUC intervals", "",
-              markdown_table(
-                  ("split", "TP", "FP", "TN", "FN", "sensitivity", "specificity", "PPV", "NPV",
-                   "AUC bootstrap CI"),
-                  [[s, *(str(metrics[s][k]) for k in ("tp", "fp", "tn", "fn")),
+    lines += [
+        "## Operating point and AUC intervals",
+        "",
+        markdown_table(
+            (
+                "split",
+                "TP",
+                "FP",
+                "TN",
+                "FN",
+                "sensitivity",
+                "specificity",
+                "PPV",
+                "NPV",
+                "AUC bootstrap CI",
+            ),
+            [
+                [
+                    s,
+                    *(str(metrics[s][k]) for k in ("tp", "fp", "tn", "fn")),
                     *(with_ci(metrics[s], k) for k in ("sensitivity", "specificity", "ppv", "npv")),
-                    format_ci(metrics[s]["auc"], metrics[s].get("auc_ci_bootstrap"))]
-                   for s in splits]), "",
-              "## Calibration", "",
-              markdown_table(("split", f"ECE ({settings['ece_bins']} bins)", "slope", "intercept",
-                              "calibration-in-the-large", "note"),
-                             [[s, format_number(metrics[s]["ece"]),
-                               format_number(metrics[s]["calibration_slope"]),
-                               format_number(metrics[s]["calibration_intercept"]),
-                               format_number(metrics[s]["calibration_in_the_large"]),
-                               metrics[s]["calibration_note"]] for s in splits]), ""]
-    subgroup_rows = [[s, kind, g["group"], str(g["n"]), str(g["n_positive"]),
-                      format_ci(g["auc"], g["auc_ci"]) if g["auc"] is not None else g["note"]]
-                     for s in splits for kind, groups in metrics[s].get("subgroups", {}).items()
-                     for g in groups]
+                    format_ci(metrics[s]["auc"], metrics[s].get("auc_ci_bootstrap")),
+                ]
+                for s in splits
+            ],
+        ),
+        "",
+        "## Calibration",
+        "",
+        markdown_table(
+            (
+                "split",
+                f"ECE ({settings['ece_bins']} bins)",
+                "slope",
+                "intercept",
+                "calibration-in-the-large",
+                "note",
+            ),
+            [
+                [
+                    s,
+                    format_number(metrics[s]["ece"]),
+                    format_number(metrics[s]["calibration_slope"]),
+                    format_number(metrics[s]["calibration_intercept"]),
+                    format_number(metrics[s]["calibration_in_the_large"]),
+                    metrics[s]["calibration_note"],
+                ]
+                for s in splits
+            ],
+        ),
+        "",
+    ]
+    subgroup_rows = [
+        [
+            s,
+            kind,
+            g["group"],
+            str(g["n"]),
+            str(g["n_positive"]),
+            format_ci(g["auc"], g["auc_ci"]) if g["auc"] is not None else g["note"],
+        ]
+        for s in splits
+        for kind, groups in metrics[s].get("subgroups", {}).items()
+        for g in groups
+    ]
     if subgroup_rows:
-        lines += ["## Subgroups", "",
-                  markdown_table(("split", "by", "group", "n", "positives", "AUC (95% CI)"),
-                                 subgroup_rows, left_columns=3), ""]
+        lines += [
+            "## Subgroups",
+            "",
+            markdown_table(
+                ("split", "by", "group", "n", "positives", "AUC (95% CI)"),
+                subgroup_rows,
+                left_columns=3,
+            ),
+            "",
+        ]
     lines += ["## Plots", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
@@ -266,24 +397,32 @@ def evaluate_run(run_dir: str | Path, **settings) -> dict:
     """
     run = load_run(run_dir)
     # The JSON form (NaN -> None) is what is written, returned and rendered: one version.
-    metrics = to_jsonable(compute_run_metrics(run.predictions,
-                                              source=str(run.path / "predictions.csv"),
-                                              **settings))
-    write_text_atomic(run.path / "metrics.json",
-                      json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    metrics = to_jsonable(
+        compute_run_metrics(run.predictions, source=str(run.path / "predictions.csv"), **settings)
+    )
+    write_text_atomic(
+        run.path / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n"
+    )
     threshold = metrics["val"]["threshold"]
     plots = []
     for split in TEST_SPLITS:
         if split in metrics:
             part = run.split(split)
-            series = ROCSeries(run.name, part["label"].to_numpy(),
-                               part["probability"].to_numpy(), threshold)
-            plots.append(plot_roc([series], run.path / f"roc_{split}.png",
-                                  f"{SPLIT_TITLES[split]}: ROC"))
-    panels = {SPLIT_TITLES[s]: [(run.name, run.split(s)["label"].to_numpy(),
-                                 run.split(s)["probability"].to_numpy())]
-              for s in EVALUATED_SPLITS if s in metrics}
-    plots.append(plot_reliability(panels, run.path / "reliability.png",
-                                  metrics[SETTINGS_KEY]["ece_bins"]))
+            series = ROCSeries(
+                run.name, part["label"].to_numpy(), part["probability"].to_numpy(), threshold
+            )
+            plots.append(
+                plot_roc([series], run.path / f"roc_{split}.png", f"{SPLIT_TITLES[split]}: ROC")
+            )
+    panels = {
+        SPLIT_TITLES[s]: [
+            (run.name, run.split(s)["label"].to_numpy(), run.split(s)["probability"].to_numpy())
+        ]
+        for s in EVALUATED_SPLITS
+        if s in metrics
+    }
+    plots.append(
+        plot_reliability(panels, run.path / "reliability.png", metrics[SETTINGS_KEY]["ece_bins"])
+    )
     write_text_atomic(run.path / "report.md", _report_markdown(run.name, metrics, plots))
     return metrics

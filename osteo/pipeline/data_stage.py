@@ -55,7 +55,7 @@ def ensure_manifest(ctx: RunContext) -> tuple[Path, bool]:
         preset=syn.preset,
         n_studies=syn.n_studies,
         seed=syn.seed,
-        fmt=syn.format,
+        image_format=syn.format,
         workers=syn.workers,
         progress=ctx.cfg.trainer.enable_progress_bar,
     )

@@ -49,7 +49,7 @@ def roi_settings_from_config(cfg) -> RoiSettings:
         neck_cortex_margin_mm=r.neck_cortex_margin_mm,
         neck_min_fraction=r.neck_min_fraction,
         cortex_below_lesser_trochanter_mm=r.cortex_below_lesser_trochanter_mm,
-        cortex_outside_mm=r.cortex_outside_mm,
+        cortex_depth_mm=r.cortex_depth_mm,
     )
 
 
@@ -103,7 +103,7 @@ def load_reference_boxes(manifest_path: Path) -> dict[tuple[str, str, str], tupl
     boxes = {}
     for side in SIDES:
         for roi in ROI_NAMES:
-            cols = [f"{side}_{roi}_{k}" for k in ("r0", "c0", "r1", "c1")]
+            cols = [f"{side}_{roi}_roi_{k}" for k in ("r0", "c0", "r1", "c1")]
             if not set(cols) <= set(table.columns):
                 return None
             for study_id, *box in table[["study_id", *cols]].itertuples(index=False):

@@ -54,8 +54,9 @@ class RoiSettings:
     neck_min_fraction: float = 0.6
     # Centre of the cortex box below the lesser trochanter, along the shaft.
     cortex_below_lesser_trochanter_mm: float = 25.0
-    # Part of the cortex box outside the bone edge, so the whole cortex is inside the box.
-    cortex_outside_mm: float = 2.0
+    # Depth of the cortex box's centre inside the medial bone edge: about mid-cortex, so the
+    # box covers the whole cortex with some endosteal bone and periosteal soft tissue.
+    cortex_depth_mm: float = 2.5
     min_femur_area_mm2: float = 1500.0
     head_radius_range_mm: tuple[float, float] = (12.0, 40.0)
 
@@ -211,15 +212,26 @@ def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSetti
         flags.append("no neck found between the femoral head and the shaft")
         return out
     _, direction, normal, ts, lengths, offsets = best
-    neck_end = head_pt + ts[-1] * direction
+
+    # Neck box at mid-neck: halfway between the head-neck junction (where the neck leaves
+    # the head's circle, from the waist width) and the neck base (the neck axis meets the
+    # shaft axis, less part of the shaft's radius), then centred across the neck.
+    waist_half = float(lengths.min()) / 2.0
+    head_neck = float(np.sqrt(max(radius_px**2 - waist_half**2, 0.0)))
+    denominator = direction[1] - slope * direction[0]
+    junction = (slope * head_pt[0] + intercept - head_pt[1]) / denominator if denominator else 0
+    widths = np.array([np.count_nonzero(mask[r]) for r in shaft_rows], dtype=float)
+    shaft_radius = float(np.median(widths)) / 2.0
+    base = junction - 0.6 * shaft_radius
+    if not head_neck < base:
+        base = ts[-1]  # an implausible junction: fall back to the searched neck length
+    mid = 0.5 * (head_neck + base)
+    _, offset = _chord(mask, head_pt + mid * direction, normal, limit)
+    centre = head_pt + mid * direction + offset * normal
     out["neck_axis"] = (
         (float(head_pt[0]), float(head_pt[1])),
-        (float(neck_end[0]), float(neck_end[1])),
+        (float(head_pt[0] + base * direction[0]), float(head_pt[1] + base * direction[1])),
     )
-
-    # Neck box at the narrowest section, shifted onto the chord's middle (inside the neck).
-    i = int(np.argmin(lengths))
-    centre = head_pt + ts[i] * direction + offsets[i] * normal
     side_px = np.array([s.neck_size_mm / sr, s.neck_size_mm / sc])
     inner = distance >= s.neck_cortex_margin_mm
     fraction = 1.0
@@ -263,8 +275,8 @@ def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSetti
         return out
     edge = int(np.flatnonzero(mask[row]).max())
     size = np.array([s.cortex_size_mm / sr, s.cortex_size_mm / sc])
-    outside_px = s.cortex_outside_mm / sc
-    cortex_centre = (float(row), float(edge + 1 + outside_px - size[1] / 2))
+    # The edge pixel's outer border is at edge + 0.5.
+    cortex_centre = (float(row), float(edge + 0.5 - s.cortex_depth_mm / sc))
     box = _square_box(cortex_centre, size)
     if not box_inside_mask(box, mask, min_fraction=0.3):
         flags.append("medial cortex box is mostly outside the femur")

@@ -99,6 +99,15 @@ class MaskCache:
         return path
 
 
+def missing_femurs(label_map: np.ndarray) -> list[str]:
+    """Quality flags for a predicted label map: a femur the network did not find."""
+    return [
+        f"{name} femur not found"
+        for name, label in (("right", 1), ("left", 2))
+        if not (label_map == label).any()
+    ]
+
+
 @dataclass
 class MaskPrediction:
     study_id: str
@@ -144,7 +153,8 @@ def predict_masks(
             continue
         hit = cache.get(key)
         if hit is not None:
-            results[study_id] = MaskPrediction(study_id, hit, True)
+            label_map = sitk.GetArrayFromImage(sitk.ReadImage(str(hit)))
+            results[study_id] = MaskPrediction(study_id, hit, True, None, missing_femurs(label_map))
         else:
             todo.append((study_id, image_path, key))
 
@@ -170,13 +180,8 @@ def predict_masks(
                 item = post(item)
                 label_map = postprocess_mask(item["pred"][0].numpy().astype(np.uint8))
                 path = cache.put(key, label_map, _spacing_of(item))
-                flags = [
-                    f"{name} femur not found"
-                    for name, label in (("right", 1), ("left", 2))
-                    if not (label_map == label).any()
-                ]
                 results[item["study_id"]] = MaskPrediction(
-                    item["study_id"], path, False, None, flags
+                    item["study_id"], path, False, None, missing_femurs(label_map)
                 )
         bar.update(len(chunk))
     bar.close()

@@ -1,0 +1,106 @@
+#!/usr/bin/env python
+"""Make the example figures of docs/synthetic.md (run from the repository root).
+
+    python docs/images/make_synthetic_figures.py
+
+Studies come from the default preset with seed 0, i.e. the same images the main command uses.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from osteo.data.synthetic import BONE_CUES, render_study, sample_cohort_table  # noqa: E402
+
+OUT = Path(__file__).resolve().parent
+
+
+def display(rendered) -> np.ndarray:
+    """8-bit, bone bright, whatever the site stores."""
+    top = 2**rendered.site.bits_stored - 1
+    pixels = rendered.stored.astype(np.float32)
+    if rendered.site.photometric == "MONOCHROME1":
+        pixels = top - pixels
+    return np.clip(pixels / top * 255.0, 0, 255).astype(np.uint8)
+
+
+def save(array: np.ndarray, name: str, scale: int = 1, resample=Image.LANCZOS) -> None:
+    image = Image.fromarray(array)
+    if scale != 1:
+        image = image.resize((image.width * scale, image.height * scale), resample)
+    image.save(OUT / name, optimize=True)
+    print(OUT / name, f"{(OUT / name).stat().st_size / 1024:.0f} KB")
+
+
+def overlay(rendered) -> np.ndarray:
+    gray = display(rendered)
+    rgb = np.stack([gray] * 3, axis=-1)
+    mask = rendered.mask
+    edge = np.zeros(mask.shape, dtype=bool)
+    edge[1:, :] |= mask[1:, :] != mask[:-1, :]
+    edge[:, 1:] |= mask[:, 1:] != mask[:, :-1]
+    colours = {1: (255, 80, 80), 2: (80, 255, 80)}
+    for label, colour in colours.items():
+        near = edge & (
+            (mask == label) | (np.roll(mask, 1, 0) == label) | (np.roll(mask, 1, 1) == label)
+        )
+        rgb[near] = colour
+    g = rendered.geometry
+    for side, colour in (("right", (255, 220, 0)), ("left", (0, 220, 255))):
+        start = np.array([g[f"{side}_neck_axis_r0"], g[f"{side}_neck_axis_c0"]])
+        end = np.array([g[f"{side}_neck_axis_r1"], g[f"{side}_neck_axis_c1"]])
+        for t in np.linspace(0.0, 1.0, 80):
+            r, c = np.round(start + t * (end - start)).astype(int)
+            rgb[r, c] = (255, 0, 255)
+        for roi in ("neck", "cortex"):
+            r0, c0, r1, c1 = (int(g[f"{side}_{roi}_roi_{k}"]) for k in ("r0", "c0", "r1", "c1"))
+            rgb[r0:r1, [c0, c1 - 1]] = colour
+            rgb[[r0, r1 - 1], c0:c1] = colour
+    return rgb
+
+
+def expected_cues(tscore: float) -> dict[str, float]:
+    """Cue values with their noise at zero: what a given T-score looks like on average."""
+    return {cue.name: cue.at_t0 + cue.per_t * tscore for cue in BONE_CUES}
+
+
+def main() -> None:
+    table = sample_cohort_table("default", seed=0)
+    site_a = table[(table["site"] == "A") & (table["sex"] == "F")].iloc[0].to_dict()
+    site_b = table[table["site"] == "B"].iloc[2].to_dict()
+    save(display(render_study(site_a)), "synthetic_site_a.png")
+    save(display(render_study(site_b)), "synthetic_site_b.png")
+    save(overlay(render_study(site_a)), "synthetic_mask_rois.png")
+
+    # One patient, one acquisition, three bone states: only the bone cues change.
+    crops, rois = [], []
+    for tscore in (0.5, -1.5, -3.0):
+        rendered = render_study({**site_a, **expected_cues(tscore)})
+        g = rendered.geometry
+        r_head, c_head = int(g["right_neck_axis_r0"]), int(g["right_neck_axis_c0"])
+        pixels = display(rendered)
+        crops.append(pixels[r_head - 40 : r_head + 130, c_head - 90 : c_head + 40])
+        r0, c0, r1, c1 = (int(g[f"right_neck_roi_{k}"]) for k in ("r0", "c0", "r1", "c1"))
+        rois.append(rendered.stored[r0:r1, c0:c1].astype(np.float32))
+    gap = np.full((crops[0].shape[0], 4), 255, dtype=np.uint8)
+    save(
+        np.concatenate([crops[0], gap, crops[1], gap, crops[2]], axis=1),
+        "synthetic_bone_status.png",
+        2,
+    )
+    # The three neck ROIs (12 mm) in one common grey window, one screen pixel block per pixel.
+    lo, hi = np.percentile(np.stack(rois), (1, 99))
+    rois = [np.clip((roi - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8) for roi in rois]
+    gap = np.full((rois[0].shape[0], 1), 255, dtype=np.uint8)
+    strip = np.concatenate([rois[0], gap, rois[1], gap, rois[2]], axis=1)
+    save(strip, "synthetic_neck_roi.png", 10, Image.NEAREST)
+
+
+if __name__ == "__main__":
+    main()

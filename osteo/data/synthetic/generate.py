@@ -1,0 +1,229 @@
+"""Generate a synthetic cohort folder: images, masks, manifest, readers, latent table, summary.
+
+Folder layout (docs/architecture.md):
+
+    manifest.csv   study_id, patient_id, image_path, study_date, site, age, sex, weight,
+                   tscore, mask_path, label          (what a real site would provide)
+    images/<study_id>.dcm|.png
+    masks/<study_id>.png                            (0 background, 1 right femur, 2 left)
+    readers.csv    study_id, reader, score           (external test studies, scores 1-5)
+    latent.csv     every latent parameter and the reference geometry (never read by training)
+    cohort.json    preset, seed, counts, prevalence and oracle AUC per cohort
+
+The manifest is written last, so an interrupted run leaves no manifest and is simply redone.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .anatomy import CORTEX_ROI_MM, NECK_ROI_MM
+from .presets import COHORTS, SITES, Preset, get_preset
+from .readers import READERS
+from .table import REPEAT_FRACTION, sample_cohort_table
+
+__all__ = ["IMAGE_FORMATS", "MANIFEST_COLUMNS", "cohort_summary", "generate_cohort"]
+
+IMAGE_FORMATS = {"dicom": ".dcm", "png": ".png"}
+MANIFEST_COLUMNS = (
+    "study_id",
+    "patient_id",
+    "image_path",
+    "study_date",
+    "site",
+    "age",
+    "sex",
+    "weight",
+    "tscore",
+    "mask_path",
+    "label",
+)
+GENERATOR_VERSION = 1
+
+
+def _render_and_write(task: tuple[dict[str, Any], str, str, str, int]) -> dict[str, float]:
+    """Worker: render one study, write its image and mask, return its reference geometry."""
+    from .render import render_study
+    from .writers import write_dicom, write_mask_png, write_png
+
+    study, image_path, mask_path, image_format, seed = task
+    rendered = render_study(study)
+    if image_format == "dicom":
+        write_dicom(Path(image_path), rendered.stored, rendered.site, study, seed)
+    else:
+        write_png(Path(image_path), rendered.stored, rendered.site)
+    write_mask_png(Path(mask_path), rendered.mask, rendered.site.spacing_mm)
+    return rendered.geometry
+
+
+def _map(tasks: list, workers: int) -> Iterator[dict[str, float]]:
+    if workers <= 1:
+        yield from map(_render_and_write, tasks)
+        return
+    # "spawn": workers start clean even when the caller has torch or OpenMP threads running.
+    context = multiprocessing.get_context("spawn")
+    chunk = max(1, min(16, len(tasks) // (workers * 8)))
+    with context.Pool(workers) as pool:
+        yield from pool.imap(_render_and_write, tasks, chunksize=chunk)
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    labels = np.asarray(labels, dtype=int)
+    if labels.min(initial=1) == labels.max(initial=0):
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return round(float(roc_auc_score(labels, scores)), 4)
+
+
+def cohort_summary(table: pd.DataFrame, preset: Preset, seed: int, image_format: str) -> dict:
+    """Counts, prevalence and the ceilings (oracle AUCs) per cohort, from the latent table."""
+    cohorts: dict[str, dict[str, Any]] = {}
+    for name in preset.n_studies:
+        part = table[table["cohort"] == name]
+        spec = COHORTS[name]
+        per_patient = part.groupby("patient_id").size()
+        label = part["label"].to_numpy()
+        entry: dict[str, Any] = {
+            "site": spec.site,
+            "date_from": spec.date_from,
+            "date_to": spec.date_to,
+            "studies": int(len(part)),
+            "patients": int(len(per_patient)),
+            "patients_with_repeats": round(float((per_patient > 1).mean()), 4),
+            "positives": int(label.sum()),
+            "prevalence": round(float(label.mean()), 4),
+            "female_fraction": round(float((part["sex"] == "F").mean()), 4),
+            "age_mean": round(float(part["age"].mean()), 2),
+            "oracle_auc": _auc(label, part["oracle_probability"]),
+            "oracle_auc_image_only": _auc(label, part["oracle_image_score"]),
+            "oracle_auc_clinical_only": _auc(label, part["clinical_probability"]),
+        }
+        if name == "external_test":
+            entry["reader_auc"] = {r.name: _auc(label, part[f"{r.name}_score"]) for r in READERS}
+        cohorts[name] = entry
+    return {
+        "generator": "osteo.data.synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "preset": preset.name,
+        "seed": int(seed),
+        "format": image_format,
+        "studies": int(len(table)),
+        "patients": int(table["patient_id"].nunique()),
+        "target_repeat_fraction": round(REPEAT_FRACTION, 4),
+        "oracle_auc": {name: entry["oracle_auc"] for name, entry in cohorts.items()},
+        "cohorts": cohorts,
+        "roi_mm": {"neck": NECK_ROI_MM, "cortex": CORTEX_ROI_MM},
+        "sites": {
+            name: {
+                "modality": site.modality,
+                "photometric": site.photometric,
+                "rows": site.shape[0],
+                "columns": site.shape[1],
+                "spacing_mm": site.spacing_mm,
+                "bits_stored": site.bits_stored,
+            }
+            for name, site in SITES.items()
+        },
+    }
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False, float_format="%.6g")
+    os.replace(tmp, path)
+
+
+def _manifest(table: pd.DataFrame, suffix: str) -> pd.DataFrame:
+    """What a hospital would export: rounded clinical values, reported T-score, paths."""
+    return pd.DataFrame(
+        {
+            "study_id": table["study_id"],
+            "patient_id": table["patient_id"],
+            "image_path": [f"images/{s}{suffix}" for s in table["study_id"]],
+            "study_date": table["study_date"],
+            "site": table["site"],
+            "age": np.floor(table["age"]).astype(int),
+            "sex": table["sex"],
+            "weight": table["weight"].round(1),
+            "tscore": table["tscore"].round(1),
+            "mask_path": [f"masks/{s}.png" for s in table["study_id"]],
+            "label": table["label"].astype(int),
+        },
+        columns=list(MANIFEST_COLUMNS),
+    )
+
+
+def _readers(table: pd.DataFrame) -> pd.DataFrame:
+    external = table[table["cohort"] == "external_test"]
+    rows = [
+        {"study_id": s, "reader": r.name, "score": int(score)}
+        for r in READERS
+        for s, score in zip(external["study_id"], external[f"{r.name}_score"], strict=True)
+    ]
+    return pd.DataFrame(rows, columns=["study_id", "reader", "score"])
+
+
+def generate_cohort(
+    out_dir: str | Path,
+    preset: str = "default",
+    seed: int = 0,
+    n_studies: int | None = None,
+    image_format: str = "dicom",
+    workers: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Write a synthetic cohort into ``out_dir`` and return its summary (cohort.json).
+
+    Deterministic for ``(preset, seed, n_studies, image_format)`` whatever ``workers`` is:
+    every random draw is made up front or from the study's own seed.
+    """
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(
+            f"unknown format '{image_format}'; expected one of {', '.join(IMAGE_FORMATS)}"
+        )
+    spec = get_preset(preset, n_studies)
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.csv"
+    if manifest_path.exists():
+        manifest_path.unlink()  # a half-rewritten folder must not look complete
+
+    table = sample_cohort_table(spec, seed)
+    suffix = IMAGE_FORMATS[image_format]
+    records = table.to_dict("records")
+    tasks = [
+        (
+            rec,
+            str(out / "images" / f"{rec['study_id']}{suffix}"),
+            str(out / "masks" / f"{rec['study_id']}.png"),
+            image_format,
+            seed,
+        )
+        for rec in records
+    ]
+    results = _map(tasks, max(1, int(workers)))
+    if progress:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=len(tasks), desc=f"synthetic {spec.name}", unit="study")
+    geometry = pd.DataFrame(list(results))
+
+    latent = pd.concat([table.reset_index(drop=True), geometry.reset_index(drop=True)], axis=1)
+    _write_csv(latent, out / "latent.csv")
+    _write_csv(_readers(table), out / "readers.csv")
+    summary = cohort_summary(table, spec, seed, image_format)
+    tmp = out / ".cohort.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "cohort.json")
+    _write_csv(_manifest(table, suffix), manifest_path)
+    return summary
