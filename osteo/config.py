@@ -88,6 +88,9 @@ class TrainerConfig:
 class SegmentationConfig:
     """Femur segmentation: a MONAI 2D network trained on the manifest rows with masks."""
 
+    # "predict": train (or load) the network and predict every mask; "manifest": use the
+    # manifest's mask_path of every study instead (reference or manual masks).
+    masks: Literal["predict", "manifest"] = "predict"
     network: Literal["unet", "basic_unet", "attention_unet", "segresnet"] = "unet"
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     num_res_units: int = 1

@@ -1,5 +1,19 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 # Test helpers (tests/dicom_factory.py ...) import as top-level modules.
 sys.path.insert(0, str(Path(__file__).parent))
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory) -> Path:
+    """The synthetic cohort at its tiny preset, made once per test session; its manifest."""
+    from osteo.data.synthetic import generate_cohort
+
+    folder = tmp_path_factory.mktemp("tiny_cohort")
+    generate_cohort(folder, preset="tiny", seed=0, workers=1, progress=False)
+    return folder / "manifest.csv"

@@ -167,8 +167,10 @@ def test_itk_formats_with_spacing(tmp_path, suffix):
 
 
 def test_png_without_spacing_warns(tmp_path):
+    from PIL import Image
+
     path = tmp_path / "plain.png"
-    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.uint8)), str(path))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)  # no pHYs/sCAL chunk
     with pytest.warns(MissingSpacingWarning):
         assert read_radiograph(path).spacing is None
 
@@ -180,3 +182,14 @@ def test_colour_png_refused(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(RadiographReadError, match="colour"):
             read_radiograph(path)
+
+
+def test_png_with_one_mm_pixels_keeps_its_spacing(tmp_path):
+    # ITK reports 1.0 both for "no pHYs chunk" and for a true 1 mm pixel: the chunk decides.
+    image = sitk.GetImageFromArray(np.zeros((8, 8), np.uint16))
+    image.SetSpacing((1.0, 1.0))
+    path = tmp_path / "onemm.png"
+    sitk.WriteImage(image, str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingSpacingWarning)
+        assert read_radiograph(path).spacing == pytest.approx((1.0, 1.0))

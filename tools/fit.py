@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from osteo.config import ConfigError, load_config  # noqa: E402
 from osteo.data.manifest import ManifestError  # noqa: E402
 from osteo.pipeline import run_pipeline  # noqa: E402
+from osteo.pipeline.runner import check_config  # noqa: E402
 from osteo.pipeline.summary import format_run_summary  # noqa: E402
 from osteo.pipeline.trainer import is_global_zero  # noqa: E402
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
+        check_config(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

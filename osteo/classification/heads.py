@@ -74,9 +74,10 @@ def canonical_head_name(name: str) -> str:
         return name
     parsed = _parse(name)
     if parsed is None:
+        custom = f", or one of {sorted(_CUSTOM_HEADS)}" if _CUSTOM_HEADS else ""
         raise ValueError(
             f"unknown head {name!r}: use a subset of {INPUTS} joined by '_' "
-            f"(e.g. 'deep_clinical'), 'all', or one of {sorted(_CUSTOM_HEADS)}"
+            f"(e.g. 'deep_clinical') or 'all'{custom}"
         )
     return "_".join(parsed)
 

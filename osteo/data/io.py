@@ -279,6 +279,26 @@ def _read_dicom(path: Path) -> Radiograph:
 # --------------------------------------------------------------------------- SimpleITK
 
 
+def _png_has_physical_size(path: Path) -> bool:
+    """True when the PNG states its pixel size (an sCAL chunk, or pHYs in metres)."""
+    with path.open("rb") as fh:
+        if fh.read(8) != b"\x89PNG\r\n\x1a\n":
+            return False
+        while True:
+            header = fh.read(8)
+            if len(header) < 8:
+                return False
+            length, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if kind == b"sCAL":  # what ITK writes: the physical size of a pixel
+                return True
+            if kind == b"pHYs":
+                data = fh.read(9)
+                return len(data) == 9 and data[8] == 1  # unit specifier 1 = metre
+            if kind in (b"IDAT", b"IEND"):  # pHYs must come before the image data
+                return False
+            fh.seek(length + 4, 1)  # skip the data and the CRC
+
+
 def _read_itk(path: Path) -> Radiograph:
     import SimpleITK as sitk
 
@@ -310,9 +330,13 @@ def _read_itk(path: Path) -> Radiograph:
     suffix = _full_suffix(path)
     spacing: tuple[float, float] | None = (sy, sx)
     spacing_source: str | None = "image header"
-    # PNG/TIFF/JPEG store a resolution only optionally; ITK reports 1.0 when there is none,
-    # which is indistinguishable from a true 1 mm pixel, so treat exactly (1, 1) as unknown.
-    if suffix in {".png", ".tif", ".tiff", ".jpg", ".jpeg"} and (sx, sy) == (1.0, 1.0):
+    # PNG/TIFF/JPEG store a resolution only optionally; ITK reports 1.0 when there is none.
+    # A PNG says so itself (its pHYs chunk); for TIFF/JPEG exactly (1, 1) counts as unknown.
+    if suffix == ".png":
+        unknown = not _png_has_physical_size(path)
+    else:
+        unknown = suffix in {".tif", ".tiff", ".jpg", ".jpeg"} and (sx, sy) == (1.0, 1.0)
+    if unknown:
         spacing, spacing_source = None, None
         warnings.warn(
             f"{path}: the file carries no pixel spacing; sizes in mm (ROI boxes, resampling) "

@@ -8,6 +8,7 @@ row per study, side and ROI) and a contact sheet per split for quality review.
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from osteo.pipeline.context import RunContext, write_json_atomic
 from osteo.pipeline.data_stage import CohortData
 from osteo.pipeline.segmentation_stage import SegmentationOutput
 from osteo.radiomics.roi import (
+    ROI_ALGORITHM_VERSION,
     ROI_NAMES,
     SIDES,
     HipRois,
@@ -118,7 +120,11 @@ def _quality_figures(
     ok = [s for s, r in rois.items() if r.ok]
     figures["studies_with_all_boxes"] = len(ok)
     figures["fraction_with_all_boxes"] = round(len(ok) / max(1, len(rois)), 4)
-    reasons = pd.Series([f.split(": ", 1)[1] for r in rois.values() for f in r.flags], dtype=object)
+    # Group flags by their reason, not their numbers ("radius 8.0 mm" and "9.2 mm" alike).
+    reasons = pd.Series(
+        [re.sub(r"\d+(\.\d+)?", "#", f.split(": ", 1)[1]) for r in rois.values() for f in r.flags],
+        dtype=object,
+    )
     figures["flags"] = reasons.value_counts().to_dict() if len(reasons) else {}
 
     truth = dict(zip(data.manifest["study_id"], data.manifest["mask_path"], strict=True))
@@ -230,7 +236,7 @@ def run_roi_stage(ctx: RunContext, data: CohortData, seg: SegmentationOutput) ->
     with ctx.stage("roi") as record:
         jobs = []
         for study_id, mask_path in seg.masks.items():
-            key = digest(file_digest(mask_path), asdict(settings))
+            key = digest(file_digest(mask_path), asdict(settings), ROI_ALGORITHM_VERSION)
             jobs.append(
                 (
                     study_id,

@@ -22,7 +22,7 @@ from osteo.pipeline.segmentation_stage import run_segmentation_stage
 from osteo.pipeline.trainer import finish_distributed, is_global_zero
 from osteo.pipeline.wandb_logging import log_run_results
 
-__all__ = ["RunResult", "run_pipeline"]
+__all__ = ["RunResult", "run_pipeline", "check_config"]
 
 
 @dataclass
@@ -33,7 +33,31 @@ class RunResult:
     pending: list[str] = field(default_factory=list)
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Checks that need the model registries, before any stage runs or any file is written."""
+    from osteo.classification.hparams import classifier_config
+
+    try:
+        classifier_config(
+            head=cfg.model.head,
+            backbone=cfg.model.backbone,
+            combine=cfg.model.combine,
+            pretrained=cfg.model.pretrained,
+            weights_path=cfg.model.weights_path,
+        )
+    except ValueError as err:
+        text = str(err)
+        key = next(
+            (k for k in ("head", "backbone", "combine", "weights_path", "pretrained") if k in text),
+            "head",
+        )
+        raise ConfigError(f"Invalid value for config key 'model.{key}': {text}") from None
+    if cfg.model.weights_path and not Path(cfg.model.weights_path).is_file():
+        raise ConfigError(f"model.weights_path {cfg.model.weights_path} does not exist")
+
+
 def run_pipeline(cfg: DictConfig) -> RunResult:
+    check_config(cfg)
     ctx = RunContext(cfg)
     if is_global_zero():
         save_config(cfg, ctx.run_dir / "config.yaml")
@@ -47,10 +71,7 @@ def _run_stages(ctx: RunContext) -> RunResult:
     from osteo.classification.heads import head_inputs
 
     cfg = ctx.cfg
-    try:
-        inputs = head_inputs(cfg.model.head)  # a bad head fails before any stage runs
-    except ValueError as err:
-        raise ConfigError(f"Invalid value for config key 'model.head': {err}") from None
+    inputs = head_inputs(cfg.model.head)
     data = run_data_stage(ctx)
     seg = run_segmentation_stage(ctx, data)
     if cfg.task == "segmentation":

@@ -30,14 +30,19 @@ from osteo.pipeline.trainer import (
     wait_for_all_ranks,
 )
 from osteo.segmentation.module import FemurSegmentationModule
-from osteo.segmentation.predict import MaskCache, load_segmentation_model, predict_masks
+from osteo.segmentation.predict import (
+    MaskCache,
+    load_segmentation_model,
+    missing_femurs,
+    predict_masks,
+)
 
 __all__ = ["SegmentationOutput", "run_segmentation_stage", "dice_per_femur"]
 
 
 @dataclass
 class SegmentationOutput:
-    checkpoint: Path
+    checkpoint: Path | None  # None when the masks come from the manifest
     masks: dict[str, Path]  # study_id -> predicted label map
     failures: dict[str, str]  # study_id -> reason
 
@@ -132,9 +137,36 @@ def _dice_figures(data: CohortData, masks: dict[str, Path]) -> dict:
     return figures
 
 
+def _manifest_masks(data: CohortData, record) -> SegmentationOutput:
+    table = data.manifest
+    missing = table.loc[table["mask_path"].isna(), "study_id"].tolist()
+    if missing:
+        raise ValueError(
+            f"segmentation.masks=manifest but {len(missing)} studies have no mask_path "
+            f"(first: {missing[:5]}); add their masks or use segmentation.masks=predict"
+        )
+    masks = {s: Path(p) for s, p in zip(table["study_id"], table["mask_path"], strict=True)}
+    failures = {}
+    for study_id, path in masks.items():
+        flags = missing_femurs(_read_label_map(path))
+        if flags:
+            failures[study_id] = "; ".join(flags)
+    record.status = "skipped"
+    record.note = "masks from the manifest (segmentation.masks=manifest)"
+    record.cache_key = digest(sorted((s, file_digest(p)) for s, p in masks.items()))
+    record.figures = {
+        "masks": len(masks),
+        "failures": len(failures),
+        "failure_reasons": _count_reasons(failures),
+    }
+    return SegmentationOutput(checkpoint=None, masks=masks, failures=failures)
+
+
 def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOutput:
     seg = ctx.cfg.segmentation
     with ctx.stage("segmentation") as record:
+        if seg.masks == "manifest":
+            return _manifest_masks(data, record)
         if seg.checkpoint:
             checkpoint = Path(seg.checkpoint)
             if not checkpoint.is_file():

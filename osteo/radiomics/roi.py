@@ -25,6 +25,7 @@ from scipy import ndimage
 from scipy.signal import find_peaks
 
 __all__ = [
+    "ROI_ALGORITHM_VERSION",
     "RoiSettings",
     "HipRois",
     "RoiResult",
@@ -37,6 +38,8 @@ __all__ = [
     "box_inside_mask",
 ]
 
+# Part of every ROI cache key: bump it when the placement rules change.
+ROI_ALGORITHM_VERSION = 4
 SIDES = ("right", "left")  # the patient's sides
 ROI_NAMES = ("neck", "cortex")
 FEMUR_LABELS = {"right": 1, "left": 2}  # DESIGN.md: 1 = patient's right femur (image left)
@@ -59,6 +62,9 @@ class RoiSettings:
     cortex_depth_mm: float = 2.5
     min_femur_area_mm2: float = 1500.0
     head_radius_range_mm: tuple[float, float] = (12.0, 40.0)
+    # Where along the neck (in head radii from the head centre) the axis is fitted: the
+    # neck proper, before the greater trochanter widens its superior border.
+    neck_search_span: tuple[float, float] = (0.9, 1.4)
 
 
 @dataclass
@@ -114,21 +120,23 @@ def _square_box(centre: tuple[float, float], size_px: tuple[float, float]) -> Bo
     return (r0, c0, r0 + h, c0 + w)
 
 
-def _chord(mask: np.ndarray, point: np.ndarray, direction: np.ndarray, limit: int):
-    """Walk both ways from ``point`` along ``direction`` while inside ``mask``.
+def _chords(mask: np.ndarray, points: np.ndarray, direction: np.ndarray, limit: int):
+    """For each point, walk both ways along ``direction`` while inside ``mask``.
 
-    Returns (length in steps, signed offset of the chord's middle from ``point``).
+    Vectorised over points (the neck search measures hundreds of chords per hip). Returns
+    (lengths in steps, signed offsets of the chords' middles from the points).
     """
-    ends = []
+    steps = np.arange(1, limit + 1)
+    out = []
     for sign in (1.0, -1.0):
-        steps = 0
-        while steps < limit:
-            r, c = np.round(point + sign * (steps + 1) * direction).astype(int)
-            if not (0 <= r < mask.shape[0] and 0 <= c < mask.shape[1]) or not mask[r, c]:
-                break
-            steps += 1
-        ends.append(steps)
-    return ends[0] + ends[1] + 1, (ends[0] - ends[1]) / 2.0
+        coords = np.rint(points[:, None, :] + sign * steps[None, :, None] * direction).astype(int)
+        r, c = coords[..., 0], coords[..., 1]
+        inside = (r >= 0) & (r < mask.shape[0]) & (c >= 0) & (c < mask.shape[1])
+        values = np.zeros(r.shape, dtype=bool)
+        values[inside] = mask[r[inside], c[inside]]
+        out.append(np.cumprod(values, axis=1).sum(axis=1))  # steps before leaving the mask
+    forward, backward = out
+    return forward + backward + 1, (forward - backward) / 2.0
 
 
 def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSettings) -> dict:
@@ -166,21 +174,17 @@ def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSetti
         (float(bottom), float(shaft_col(bottom))),
     )
 
-    # Femoral head: the most medial part of the upper femur in an AP view. The largest
-    # inscribed circle near the most medial point is the head; searching the whole upper
-    # femur would find the wide intertrochanteric region instead.
+    # Femoral head: the largest inscribed circle of the upper femur that lies wholly medial
+    # to the shaft axis. The wide intertrochanteric region has as large a circle, but it sits
+    # on the shaft axis; thin spurs of a predicted mask (a sliver of acetabulum) have only
+    # small circles. Both are ruled out without any tuning of thresholds.
     distance = ndimage.distance_transform_edt(mask, sampling=(sr, sc))
     rr, cc = np.indices(mask.shape)
-    upper = mask & (rr < top + 0.5 * height)
-    medial_offset = np.where(upper, (cc - shaft_col(rr)) * sc, -np.inf)
-    extreme = np.unravel_index(int(np.argmax(medial_offset)), mask.shape)
-    if not np.isfinite(medial_offset[extreme]) or medial_offset[extreme] <= 0:
+    medial_mm = (cc - shaft_col(rr)) * sc
+    candidates = mask & (rr < top + 0.5 * height) & (medial_mm >= distance)
+    if not candidates.any():
         flags.append("no femoral head medial to the shaft axis")
         return out
-    # The head's inscribed circle touches that medial point: keep centres whose distance to
-    # it equals their own inscribed radius (within 2 mm), and take the largest.
-    to_extreme = np.hypot((rr - extreme[0]) * sr, (cc - extreme[1]) * sc)
-    candidates = upper & (to_extreme <= distance + 2.0)
     flat = np.where(candidates, distance, -1.0)
     head = np.unravel_index(int(np.argmax(flat)), mask.shape)
     radius_mm = float(distance[head])
@@ -196,18 +200,16 @@ def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSetti
     radius_px = radius_mm / sr
     limit = int(4 * radius_px)
     best = None
+    ts = np.linspace(s.neck_search_span[0] * radius_px, s.neck_search_span[1] * radius_px, 9)
     for angle in np.deg2rad(np.arange(-20.0, 75.0, 2.0)):  # below horizontal, to lateral
         direction = np.array([np.sin(angle), -np.cos(angle)])
         normal = np.array([direction[1], -direction[0]])
-        ts = np.linspace(1.0 * radius_px, 2.2 * radius_px, 9)
-        chords = [_chord(mask, head_pt + t * direction, normal, limit) for t in ts]
-        lengths = np.array([c[0] for c in chords], dtype=float)
-        offsets = np.array([c[1] for c in chords], dtype=float)
+        lengths, offsets = _chords(mask, head_pt + ts[:, None] * direction, normal, limit)
         if (lengths <= 1).any():
             continue
         score = float(np.abs(offsets).mean())
         if best is None or score < best[0]:
-            best = (score, direction, normal, ts, lengths, offsets)
+            best = (score, direction, normal, ts, lengths.astype(float), offsets)
     if best is None:
         flags.append("no neck found between the femoral head and the shaft")
         return out
@@ -226,8 +228,8 @@ def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSetti
     if not head_neck < base:
         base = ts[-1]  # an implausible junction: fall back to the searched neck length
     mid = 0.5 * (head_neck + base)
-    _, offset = _chord(mask, head_pt + mid * direction, normal, limit)
-    centre = head_pt + mid * direction + offset * normal
+    _, offset = _chords(mask, (head_pt + mid * direction)[None, :], normal, limit)
+    centre = head_pt + mid * direction + float(offset[0]) * normal
     out["neck_axis"] = (
         (float(head_pt[0]), float(head_pt[1])),
         (float(head_pt[0] + base * direction[0]), float(head_pt[1] + base * direction[1])),
@@ -260,9 +262,18 @@ def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSetti
     bulge_mm = ndimage.uniform_filter1d(
         (medial_edge - shaft_col(search)) * sc, size=max(3, int(round(4.0 / sr)))
     )
-    peaks, _ = find_peaks(bulge_mm, prominence=1.0)
+    peaks, properties = find_peaks(bulge_mm, prominence=1.0)
     if len(peaks):
-        lesser_row = int(search[peaks[0]])
+        # The bulge's centroid above its bases is steadier than its single highest row.
+        lo, hi = int(properties["left_bases"][0]), int(properties["right_bases"][0])
+        floor = max(bulge_mm[lo], bulge_mm[hi])
+        excess = np.clip(bulge_mm[lo : hi + 1] - floor, 0.0, None)
+        rows_in = search[lo : hi + 1]
+        lesser_row = (
+            int(round(float((rows_in * excess).sum() / excess.sum())))
+            if excess.sum() > 0
+            else int(search[peaks[0]])
+        )
     else:
         # No distinct bulge (a small or rotated-away trochanter): use where the edge meets
         # the shaft, i.e. where the bulge first falls to within 2 mm of its final level.
@@ -285,6 +296,22 @@ def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSetti
     return out
 
 
+def _shift(result: dict, dr: int, dc: int) -> dict:
+    """Move a canonical result from crop coordinates back to the whole canonical image."""
+    out = dict(result)
+    out["boxes"] = {
+        k: (b[0] + dr, b[1] + dc, b[2] + dr, b[3] + dc) for k, b in result["boxes"].items()
+    }
+    if "head_centre" in out:
+        out["head_centre"] = (out["head_centre"][0] + dr, out["head_centre"][1] + dc)
+    for key in ("neck_axis", "shaft_axis"):
+        if key in out:
+            out[key] = tuple((p[0] + dr, p[1] + dc) for p in out[key])
+    if "lesser_trochanter_row" in out:
+        out["lesser_trochanter_row"] += dr
+    return out
+
+
 def _unmirror_box(box: Box, width: int) -> Box:
     r0, c0, r1, c1 = box
     return (r0, width - c1, r1, width - c0)
@@ -298,7 +325,14 @@ def place_hip_rois(
     width = mask.shape[1]
     mirrored = side == "left"  # the patient's left femur lies on the image right: mirror it
     canonical = mask[:, ::-1] if mirrored else mask
-    result = _place_canonical(np.ascontiguousarray(canonical), spacing, settings)
+    # Work on the femur's bounding box (plus a margin): the same geometry, far fewer pixels.
+    rows, cols = np.flatnonzero(canonical.any(axis=1)), np.flatnonzero(canonical.any(axis=0))
+    r_off = max(0, int(rows[0]) - 8) if len(rows) else 0
+    c_off = max(0, int(cols[0]) - 8) if len(cols) else 0
+    r_end = int(rows[-1]) + 9 if len(rows) else canonical.shape[0]
+    c_end = int(cols[-1]) + 9 if len(cols) else canonical.shape[1]
+    crop = np.ascontiguousarray(canonical[r_off:r_end, c_off:c_end])
+    result = _shift(_place_canonical(crop, spacing, settings), r_off, c_off)
 
     def point(p):
         return (p[0], width - 1 - p[1]) if mirrored else p
