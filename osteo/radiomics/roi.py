@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 # Part of every ROI cache key: bump it when the placement rules change.
-ROI_ALGORITHM_VERSION = 4
+ROI_ALGORITHM_VERSION = 5
 SIDES = ("right", "left")  # the patient's sides
 ROI_NAMES = ("neck", "cortex")
 FEMUR_LABELS = {"right": 1, "left": 2}  # DESIGN.md: 1 = patient's right femur (image left)
@@ -229,7 +229,10 @@ def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSetti
         base = ts[-1]  # an implausible junction: fall back to the searched neck length
     mid = 0.5 * (head_neck + base)
     _, offset = _chords(mask, (head_pt + mid * direction)[None, :], normal, limit)
-    centre = head_pt + mid * direction + float(offset[0]) * normal
+    # Centre across the neck, but only by a little: near the neck base one side of the chord
+    # can run into the greater trochanter, which is not the neck.
+    shift = float(np.clip(offset[0], -0.25 * waist_half, 0.25 * waist_half))
+    centre = head_pt + mid * direction + shift * normal
     out["neck_axis"] = (
         (float(head_pt[0]), float(head_pt[1])),
         (float(head_pt[0] + base * direction[0]), float(head_pt[1] + base * direction[1])),
