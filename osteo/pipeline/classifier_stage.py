@@ -315,6 +315,10 @@ def run_classifier_stage(
             if ctx.cfg.resume and last.is_file() and not same:
                 record.note = "resume=true ignored: last.ckpt belongs to other settings"
             if is_global_zero():
+                if resume is None:
+                    # A fresh training: checkpoints of an earlier one would be mistaken for it.
+                    for old in ckpt_dir.glob("*.ckpt"):
+                        old.unlink()
                 write_text_atomic(training_key, key + "\n")
             if resume:
                 record.note = f"resumed from {last}"
