@@ -92,20 +92,20 @@ class SegmentationConfig:
     # manifest's mask_path of every study instead (reference or manual masks).
     masks: Literal["predict", "manifest"] = "predict"
     network: Literal["unet", "basic_unet", "attention_unet", "segresnet"] = "unet"
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    channels: list[int] = field(default_factory=lambda: [8, 16, 32, 64])
     num_res_units: int = 1
     dropout: float = 0.0
     # The network sees the radiograph resampled to this spacing and padded/cropped to this
-    # size: 2 mm x 256 px covers a 51 cm field, larger than any pelvis film.
+    # size: 2 mm x 224 px covers a 45 cm field, larger than a pelvis film (35 x 43 cm).
     spacing_mm: float = 2.0
-    spatial_size: list[int] = field(default_factory=lambda: [256, 256])
+    spatial_size: list[int] = field(default_factory=lambda: [224, 224])
     checkpoint: str | None = None  # a trained model to use instead of training one
-    max_train_studies: int | None = 400  # masks needed for training; more adds little
+    max_train_studies: int | None = 300  # masks needed for training; more adds little
     max_val_studies: int | None = 100
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 1e-5
-    max_epochs: int = 10
+    max_epochs: int = 8
     num_workers: int = 0
     predict_batch_size: int = 8
 
@@ -164,7 +164,7 @@ class ModelConfig:
 class TrainConfig:
     """How the classifier is trained and what it sees of each hip."""
 
-    max_epochs: int = 20
+    max_epochs: int = 15
     batch_size: int = 32
     num_workers: int = 0
     # Class imbalance: weight positives in the loss, draw them more often, or focal loss.
