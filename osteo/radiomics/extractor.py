@@ -1,0 +1,352 @@
+"""Radiomics features of the four hip ROIs with pyradiomics, driven by a parameter file.
+
+What osteo does before pyradiomics sees a ROI, and why (details in docs/radiomics.md):
+
+- **True 2D images.** A one-slice 3D volume makes pyradiomics skip LoG silently (it needs 4
+  pixels along every axis), so the crop goes in as a 2D SimpleITK image, spacing (column, row).
+- **Context margin.** The crop is the box plus a margin of 3 of the largest LoG sigmas (or the
+  wavelet support), so filter responses inside the ROI come from real neighbouring bone rather
+  than from the crop's edge; the mask still covers exactly the box.
+- **Normalisation within the ROI.** Radiographs have no absolute grey scale, so the crop is
+  z-scored with the mean and standard deviation of the ROI pixels (pyradiomics' own
+  ``normalize`` would use every pixel of the crop, margin included).
+- **Left hip mirrored.** The patient's left hip is flipped left-right so that both hips have the
+  same anatomical orientation; angle-averaged texture is unchanged by a flip, but directional
+  filters (wavelet sub-bands, any per-angle setting) are then comparable between sides.
+
+Feature names are ``<side>.<roi>.<pyradiomics name>``, e.g.
+``right.neck.log-sigma-2-0-mm-3D_glcm_Correlation`` (the ``-3D`` suffix is pyradiomics' fixed
+name for LoG images, also for 2D input). A study vector holds the four ROIs in the order of
+``ROI_SLOTS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from osteo.hashing import digest
+
+__all__ = [
+    "SIDES",
+    "ROIS",
+    "ROI_SLOTS",
+    "Box",
+    "EXTRACTION_VERSION",
+    "RoiExtractionError",
+    "RadiomicsExtractor",
+    "slot_name",
+    "library_versions",
+]
+
+SIDES = ("right", "left")  # the patient's sides
+ROIS = ("neck", "cortex")
+ROI_SLOTS: tuple[tuple[str, str], ...] = tuple((side, roi) for side in SIDES for roi in ROIS)
+Box = tuple[int, int, int, int]  # (row0, col0, row1, col1), half-open, full-radiograph pixels
+
+# Bump when the preparation below changes the values it hands to pyradiomics (crop, margin,
+# normalisation, mirroring): it is part of every feature-store key.
+EXTRACTION_VERSION = 1
+
+# Margin around the box, in LoG sigmas: the Gaussian's weight beyond 3 sigma is < 0.3 %.
+CONTEXT_SIGMAS = 3.0
+
+logger = logging.getLogger(__name__)
+
+
+class RoiExtractionError(ValueError):
+    """A ROI whose features cannot be computed; ``reason`` says why in plain words."""
+
+    def __init__(self, side: str, roi: str, reason: str):
+        super().__init__(f"{slot_name(side, roi)}: {reason}")
+        self.side = side
+        self.roi = roi
+        self.reason = reason
+
+
+def slot_name(side: str, roi: str) -> str:
+    """The prefix of a ROI's feature names, e.g. ``right.neck``."""
+    return f"{side}.{roi}"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of everything that changes feature values; part of every store key."""
+    import pywt
+    import radiomics
+
+    import osteo
+
+    return {
+        "pyradiomics": str(radiomics.__version__),
+        "SimpleITK": sitk.Version_VersionString(),
+        "numpy": np.__version__,
+        "PyWavelets": pywt.__version__,
+        "osteo": osteo.__version__,
+        "extraction": str(EXTRACTION_VERSION),
+    }
+
+
+def _check_settings(settings: Mapping[str, Any], params_path: Path) -> None:
+    """Refuse settings that contradict osteo's ROI preparation (see the module docstring)."""
+    problems = []
+    if settings.get("binCount") is None:
+        problems.append(
+            "set `binCount` (e.g. 32): radiographs have no absolute grey scale, and a bin width "
+            "on ROI-normalised values leaves only a few grey levels"
+        )
+    if settings.get("normalize", False):
+        problems.append(
+            "remove `normalize: true`: osteo z-scores within the ROI itself, pyradiomics would "
+            "renormalise over the whole crop including the context margin"
+        )
+    if settings.get("force2D", False):
+        problems.append(
+            "remove `force2D: true`: osteo passes true 2D images, on which force2D keeps a "
+            "single GLCM direction and turns the wavelet into a 1D transform"
+        )
+    if problems:
+        raise ValueError(f"{params_path}: " + "; ".join(problems))
+
+
+class RadiomicsExtractor:
+    """pyradiomics on the hip ROIs of one radiograph, configured by a parameter file.
+
+    One instance per process (pyradiomics extractors are not shared between threads). The
+    constructor runs one probe extraction on a synthetic image to learn the ordered feature
+    names, so ``feature_names`` is known before any radiograph is read.
+    """
+
+    def __init__(
+        self,
+        params_path: str | Path,
+        *,
+        mirror_left: bool = True,
+        min_roi_size_px: int = 5,
+    ):
+        from radiomics import featureextractor
+
+        self.params_path = Path(params_path)
+        self.mirror_left = bool(mirror_left)
+        self.min_roi_size_px = int(min_roi_size_px)
+        # osteo reports skipped filters and failed ROIs itself, with the ROI's name.
+        logging.getLogger("radiomics").setLevel(logging.ERROR)
+        # pyradiomics reads and validates the file itself; what it resolved (its defaults
+        # included) is what osteo checks and hashes, so the two can never disagree.
+        self._pyradiomics = featureextractor.RadiomicsFeatureExtractor(str(self.params_path))
+        self.settings: dict[str, Any] = dict(self._pyradiomics.settings)
+        self.image_types: dict[str, dict[str, Any]] = {
+            name: dict(args or {}) for name, args in self._pyradiomics.enabledImagetypes.items()
+        }
+        _check_settings(self.settings, self.params_path)
+        self.roi_feature_names: tuple[str, ...] = self._probe_feature_names()
+        self.feature_names: tuple[str, ...] = tuple(
+            f"{slot_name(side, roi)}.{name}"
+            for side, roi in ROI_SLOTS
+            for name in self.roi_feature_names
+        )
+        self.fingerprint: dict[str, Any] = {
+            "settings": self.settings,
+            "image_types": self.image_types,
+            "features": self._pyradiomics.enabledFeatures,
+            "mirror_left": self.mirror_left,
+            "min_roi_size_px": self.min_roi_size_px,
+            "context_sigmas": CONTEXT_SIGMAS,
+            "versions": library_versions(),
+        }
+        self.fingerprint_digest = digest(self.fingerprint)
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Constructor keyword arguments: enough to rebuild this extractor in a worker."""
+        return {"mirror_left": self.mirror_left, "min_roi_size_px": self.min_roi_size_px}
+
+    def context_px(self, spacing: tuple[float, float] | None) -> int:
+        """Margin (pixels) the filters need around a box at this spacing."""
+        row_mm, col_mm = _spacing_or_unit(spacing)
+        margin = 1  # gradient, LBP and friends look one pixel out
+        if "LoG" in self.image_types:
+            sigmas = {**self.settings, **self.image_types["LoG"]}.get("sigma") or []
+            if sigmas:
+                margin = max(margin, math.ceil(CONTEXT_SIGMAS * max(sigmas) / min(row_mm, col_mm)))
+        if "Wavelet" in self.image_types:
+            import pywt
+
+            wavelet_args = {**self.settings, **self.image_types["Wavelet"]}
+            dec_len = pywt.Wavelet(wavelet_args.get("wavelet", "coif1")).dec_len
+            levels = wavelet_args.get("start_level", 0) + wavelet_args.get("level", 1)
+            margin = max(margin, (dec_len - 1) * 2 ** (levels - 1))
+        return margin
+
+    def _probe_feature_names(self) -> tuple[str, ...]:
+        # A 64x64 px noise ROI at 1 mm with full context: large enough for any sensible filter.
+        size, margin = 64, self.context_px((1.0, 1.0))
+        pixels = np.random.default_rng(0).normal(size=(size + 2 * margin,) * 2).astype(np.float32)
+        box = (margin, margin, margin + size, margin + size)
+        image, mask = self.prepare_roi(pixels, box, "right", "neck", (1.0, 1.0))
+        try:
+            raw = self._pyradiomics.execute(image, mask)
+        except Exception as exc:  # pyradiomics raises many types for a bad file
+            raise ValueError(f"{self.params_path}: probe extraction failed: {exc}") from exc
+        names = tuple(k for k in raw if not k.startswith("diagnostics_"))
+        if not names:
+            raise ValueError(f"{self.params_path}: the parameter file enables no features")
+        return names
+
+    # ------------------------------------------------------------------ one ROI
+
+    def prepare_roi(
+        self,
+        pixels: np.ndarray,
+        box: Sequence[int],
+        side: str,
+        roi: str,
+        spacing: tuple[float, float] | None = None,
+    ) -> tuple[sitk.Image, sitk.Image]:
+        """The 2D image (normalised crop, mirrored if left) and mask pyradiomics receives."""
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+        if pixels.ndim != 2:
+            raise RoiExtractionError(
+                side, roi, f"expected a 2D radiograph, got shape {pixels.shape}"
+            )
+        row0, col0, row1, col1 = self._checked_box(pixels.shape, box, side, roi)
+        margin = self.context_px(spacing)
+        height, width = pixels.shape
+        top, left = max(0, row0 - margin), max(0, col0 - margin)
+        bottom, right = min(height, row1 + margin), min(width, col1 + margin)
+
+        crop = np.asarray(pixels[top:bottom, left:right], dtype=np.float64)
+        if not np.isfinite(crop).all():
+            raise RoiExtractionError(side, roi, "the ROI or its context contains NaN/inf pixels")
+        inside = (slice(row0 - top, row1 - top), slice(col0 - left, col1 - left))
+        roi_pixels = crop[inside]
+        low, high = float(roi_pixels.min()), float(roi_pixels.max())
+        if high == low:
+            raise RoiExtractionError(side, roi, f"constant intensity (every pixel is {low:g})")
+        crop = (crop - roi_pixels.mean()) / roi_pixels.std()
+        mask = np.zeros(crop.shape, dtype=np.uint8)
+        mask[inside] = 1
+        if side == "left" and self.mirror_left:
+            crop, mask = crop[:, ::-1], mask[:, ::-1]
+
+        row_mm, col_mm = _spacing_or_unit(spacing)
+        image = sitk.GetImageFromArray(np.ascontiguousarray(crop))
+        image.SetSpacing((col_mm, row_mm))  # SimpleITK orders axes x (column), y (row)
+        mask_image = sitk.GetImageFromArray(np.ascontiguousarray(mask))
+        mask_image.CopyInformation(image)
+        return image, mask_image
+
+    def _checked_box(self, shape: tuple[int, ...], box: Sequence[int], side: str, roi: str) -> Box:
+        if len(box) != 4:
+            raise RoiExtractionError(side, roi, f"box must be (row0, col0, row1, col1), got {box}")
+        row0, col0, row1, col1 = (int(v) for v in box)
+        height, width = shape
+        if row1 <= row0 or col1 <= col0:
+            raise RoiExtractionError(side, roi, f"empty box {tuple(box)}")
+        if row0 < 0 or col0 < 0 or row1 > height or col1 > width:
+            raise RoiExtractionError(
+                side, roi, f"box {tuple(box)} lies outside the {height}x{width} radiograph"
+            )
+        rows, cols = row1 - row0, col1 - col0
+        if min(rows, cols) < self.min_roi_size_px:
+            raise RoiExtractionError(
+                side,
+                roi,
+                f"ROI of {rows}x{cols} px is too small (minimum {self.min_roi_size_px} px a side)",
+            )
+        return row0, col0, row1, col1
+
+    def extract_roi(
+        self,
+        pixels: np.ndarray,
+        box: Sequence[int],
+        side: str,
+        roi: str,
+        spacing: tuple[float, float] | None = None,
+    ) -> dict[str, float]:
+        """Features of one ROI, named ``<side>.<roi>.<feature>``, in ``feature_names`` order.
+
+        ``spacing`` is (row, column) in mm; ``None`` means unknown, and LoG sigmas then act in
+        pixels. Raises ``RoiExtractionError`` with the reason when the ROI cannot be used.
+        """
+        image, mask = self.prepare_roi(pixels, box, side, roi, spacing)
+        try:
+            raw = self._pyradiomics.execute(image, mask)
+        except Exception as exc:  # pyradiomics signals bad ROIs with several exception types
+            raise RoiExtractionError(side, roi, f"pyradiomics failed: {exc}") from exc
+        missing = [name for name in self.roi_feature_names if name not in raw]
+        if missing:
+            image_types = sorted({name.split("_", 1)[0] for name in missing})
+            raise RoiExtractionError(
+                side,
+                roi,
+                f"pyradiomics skipped {', '.join(image_types)} (ROI plus context too small for "
+                f"the filter at this spacing?)",
+            )
+        values = {name: float(raw[name]) for name in self.roi_feature_names}
+        bad = [name for name, value in values.items() if not math.isfinite(value)]
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise RoiExtractionError(side, roi, f"non-finite feature values: {shown}")
+        prefix = slot_name(side, roi)
+        return {f"{prefix}.{name}": value for name, value in values.items()}
+
+    # ------------------------------------------------------------------ one study
+
+    def extract_study(
+        self,
+        pixels: np.ndarray,
+        boxes: Mapping[tuple[str, str], Sequence[int]],
+        spacing: tuple[float, float] | None = None,
+    ) -> np.ndarray:
+        """float32 vector of ``len(feature_names)``; raises on the first ROI that fails."""
+        values, failures = self.extract_study_with_failures(pixels, boxes, spacing)
+        if failures:
+            slot, reason = next(iter(failures.items()))
+            side, roi = slot.split(".")
+            raise RoiExtractionError(side, roi, reason)
+        return values
+
+    def extract_study_with_failures(
+        self,
+        pixels: np.ndarray,
+        boxes: Mapping[tuple[str, str], Sequence[int]],
+        spacing: tuple[float, float] | None = None,
+    ) -> tuple[np.ndarray, dict[str, str]]:
+        """Like ``extract_study``, but a failed ROI leaves NaN and its reason in the dict.
+
+        The dict maps ``right.neck``-style slot names to reasons; a slot without a box counts
+        as failed ("no ROI box").
+        """
+        n_roi = len(self.roi_feature_names)
+        values = np.full(len(ROI_SLOTS) * n_roi, np.nan, dtype=np.float32)
+        failures: dict[str, str] = {}
+        for index, (side, roi) in enumerate(ROI_SLOTS):
+            box = boxes.get((side, roi))
+            if box is None:
+                failures[slot_name(side, roi)] = "no ROI box"
+                continue
+            try:
+                features = self.extract_roi(pixels, box, side, roi, spacing)
+            except RoiExtractionError as exc:
+                failures[slot_name(side, roi)] = exc.reason
+                continue
+            values[index * n_roi : (index + 1) * n_roi] = list(features.values())
+        return values, failures
+
+
+def _spacing_or_unit(spacing: tuple[float, float] | None) -> tuple[float, float]:
+    if spacing is None:
+        return 1.0, 1.0
+    row_mm, col_mm = (float(v) for v in spacing)
+    if not (row_mm > 0 and col_mm > 0 and math.isfinite(row_mm) and math.isfinite(col_mm)):
+        raise ValueError(f"pixel spacing must be two positive numbers (mm), got {spacing}")
+    return row_mm, col_mm
