@@ -192,3 +192,28 @@ def test_two_process_ddp_on_cpu(tmp_path, tiny_cohort):
     assert (run / "metrics.json").is_file()
     predictions = pd.read_csv(run / "predictions.csv")
     assert not predictions["study_id"].duplicated().any()  # no DDP padding duplicates
+
+
+def test_extract_radiomics_fills_the_store_then_reuses_it(tmp_path, tiny_cohort):
+    command = [
+        sys.executable,
+        str(ROOT / "tools" / "extract_radiomics.py"),
+        "--config",
+        str(ROOT / "configs" / "fusion_all.yaml"),
+        "--workers",
+        "2",
+        f"data.manifest={tiny_cohort}",
+        f"output_dir={tmp_path / 'runs'}",
+        f"cache_dir={tmp_path / 'cache'}",
+        "segmentation.masks=manifest",
+        "trainer.enable_progress_bar=false",
+        "roi.overlays=none",
+        f"radiomics.params={ROOT / 'configs' / 'radiomics' / 'default.yaml'}",
+    ]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "40 studies x 660 features, 0 from the store" in first.stdout
+    tables = sorted(p.name for p in (tmp_path / "runs" / "fusion_all" / "radiomics").glob("*.pt"))
+    assert tables == ["external_test.pt", "internal_test.pt", "train.pt", "val.pt"]
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert "40 from the store, 0 extracted" in second.stdout
