@@ -17,3 +17,11 @@ def tiny_cohort(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_cohort")
     generate_cohort(folder, preset="tiny", seed=0, workers=1, progress=False)
     return folder / "manifest.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_cohort):
+    """A trained deep+texture+clinical run on the tiny cohort (tests/run_factory.py)."""
+    from run_factory import train_tiny_run
+
+    return train_tiny_run(tmp_path_factory.mktemp("tiny_run"), tiny_cohort)

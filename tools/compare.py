@@ -22,13 +22,19 @@ from osteo.evaluation.runs import EvaluationInputError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", type=Path, nargs="+", help="run folders (runs/<name>)")
-    parser.add_argument("--readers", type=Path, default=None,
-                        help="readers CSV: study_id, reader, score (5-point scale)")
-    parser.add_argument("--out", type=Path, default=Path("comparison"),
-                        help="output folder (default: ./comparison)")
+    parser.add_argument(
+        "--readers",
+        type=Path,
+        default=None,
+        help="readers CSV: study_id, reader, score (5-point scale)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("comparison"), help="output folder (default: ./comparison)"
+    )
     parser.add_argument("--confidence-level", type=float, default=0.95)
     args = parser.parse_args(argv)
     try:

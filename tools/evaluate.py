@@ -21,25 +21,42 @@ from osteo.evaluation.runs import EvaluationInputError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run", type=Path, required=True, help="run folder (runs/<name>)")
-    parser.add_argument("--threshold-method", choices=("youden", "sensitivity"), default="youden",
-                        help="how the threshold is chosen on val (default: youden)")
-    parser.add_argument("--target-sensitivity", type=float, default=None,
-                        help="with --threshold-method sensitivity: the sensitivity to reach")
+    parser.add_argument(
+        "--threshold-method",
+        choices=("youden", "sensitivity"),
+        default="youden",
+        help="how the threshold is chosen on val (default: youden)",
+    )
+    parser.add_argument(
+        "--target-sensitivity",
+        type=float,
+        default=None,
+        help="with --threshold-method sensitivity: the sensitivity to reach",
+    )
     parser.add_argument("--confidence-level", type=float, default=0.95)
-    parser.add_argument("--n-bootstrap", type=int, default=2000,
-                        help="patient bootstrap resamples for the AUC (0: skip)")
+    parser.add_argument(
+        "--n-bootstrap",
+        type=int,
+        default=2000,
+        help="patient bootstrap resamples for the AUC (0: skip)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
     if (args.threshold_method == "sensitivity") != (args.target_sensitivity is not None):
         parser.error("--target-sensitivity goes with --threshold-method sensitivity (and only it)")
     try:
-        metrics = evaluate_run(args.run, threshold_method=args.threshold_method,
-                               target_sensitivity=args.target_sensitivity,
-                               confidence_level=args.confidence_level,
-                               n_bootstrap=args.n_bootstrap, seed=args.seed)
+        metrics = evaluate_run(
+            args.run,
+            threshold_method=args.threshold_method,
+            target_sensitivity=args.target_sensitivity,
+            confidence_level=args.confidence_level,
+            n_bootstrap=args.n_bootstrap,
+            seed=args.seed,
+        )
     except EvaluationInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

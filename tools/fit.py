@@ -4,7 +4,8 @@
     python tools/fit.py --config configs/fusion_all.yaml [key=value ...]
 
 Makes the synthetic cohort when the configured manifest is missing, then runs or reuses each
-stage and writes the run folder ``<output_dir>/<name>/``.
+stage and writes the run folder ``<output_dir>/<name>/``. ``--name-from-overrides`` appends
+the overrides to the name (``fusion_all__head-deep__seed-1``), as W&B sweeps use it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from osteo.pipeline import run_pipeline  # noqa: E402
 from osteo.pipeline.runner import check_config  # noqa: E402
 from osteo.pipeline.summary import format_run_summary  # noqa: E402
 from osteo.pipeline.trainer import is_global_zero  # noqa: E402
+from osteo.sweeps.naming import name_from_overrides  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,9 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", type=Path, required=True, help="YAML config file")
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
+    parser.add_argument(
+        "--name-from-overrides",
+        action="store_true",
+        help="name the run after its overrides (W&B sweeps: one folder per parameter set); "
+        "an explicit name=... wins",
+    )
     args = parser.parse_args(argv)
+    overrides = list(args.overrides)
     try:
-        cfg = load_config(args.config, args.overrides)
+        if args.name_from_overrides and not any(o.startswith("name=") for o in overrides):
+            base = load_config(args.config, overrides).name
+            overrides.append(f"name={name_from_overrides(base, overrides)}")
+        cfg = load_config(args.config, overrides)
         check_config(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

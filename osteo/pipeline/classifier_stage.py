@@ -9,6 +9,7 @@ the run folder holds a model trained with the same key.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -29,7 +30,8 @@ from osteo.data.manifest import hash_identifier
 from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext, write_json_atomic, write_text_atomic
 from osteo.pipeline.data_stage import CohortData
-from osteo.pipeline.roi_stage import RoiOutput, _read_mask_with_spacing
+from osteo.pipeline.resume import RngStateCallback, every_epoch_checkpoint
+from osteo.pipeline.roi_stage import RoiOutput, _read_mask_with_spacing, roi_settings_from_config
 from osteo.pipeline.segmentation_stage import SegmentationOutput
 from osteo.pipeline.trainer import build_trainer, is_global_zero
 
@@ -40,6 +42,7 @@ __all__ = [
     "build_split_tensors",
     "run_classifier_stage",
     "classifier_settings",
+    "write_inference_card",
 ]
 
 MODEL_SPLITS = ("train", "val", "internal_test", "external_test")
@@ -242,14 +245,53 @@ def _predictions(
     return table
 
 
+def write_inference_card(ctx: RunContext, settings, segmentation_checkpoint: Path | None) -> Path:
+    """``inference.json``: what prediction on new radiographs needs beyond the checkpoint.
+
+    Paths in ``config.yaml`` are relative to wherever fit ran; this file holds absolute ones,
+    with digests so a changed file is noticed, and the radiomics parameter text itself so the
+    run still predicts when the repository's parameter file moves or changes.
+    """
+    params = Path(ctx.cfg.radiomics.params)
+    uses_texture = "texture" in settings.inputs
+    seg = Path(segmentation_checkpoint).resolve() if segmentation_checkpoint else None
+    card = {
+        "format": 1,
+        "head": settings.head,
+        "inputs": sorted(settings.inputs),
+        "clinical_names": list(CLINICAL_NAMES),
+        "clinical_missing": ctx.cfg.data.clinical_missing,
+        "crop_mm": ctx.cfg.train.crop_mm,
+        "crop_size": ctx.cfg.train.crop_size,
+        "roi": dataclasses.asdict(roi_settings_from_config(ctx.cfg)),
+        "segmentation": {
+            "masks": ctx.cfg.segmentation.masks,
+            "checkpoint": str(seg) if seg else None,
+            "checkpoint_digest": file_digest(seg) if seg else None,
+        },
+        "radiomics": {
+            "params_path": str(params.resolve()) if uses_texture else None,
+            "params_digest": file_digest(params) if uses_texture else None,
+            "params_text": params.read_text(encoding="utf-8") if uses_texture else None,
+        },
+        "versions": ctx.versions,
+    }
+    return write_json_atomic(ctx.run_dir / "inference.json", card)
+
+
 def run_classifier_stage(
     ctx: RunContext,
     data: CohortData,
     split_files: dict[str, Path],
     dataset_key: str,
     texture_dim: int,
+    segmentation_checkpoint: Path | None = None,
 ) -> ClassifierOutput | None:
-    """Train (or reuse) the model; returns predictions on rank zero, None on other ranks."""
+    """Train (or reuse) the model; returns predictions on rank zero, None on other ranks.
+
+    ``segmentation_checkpoint`` (the U-Net that made the masks, None when they came from the
+    manifest) is recorded in ``inference.json`` for ``tools/predict.py``.
+    """
     from osteo.classification.module import OsteoporosisModule
 
     train = ctx.cfg.train
@@ -292,8 +334,12 @@ def run_classifier_stage(
                     monitor="val/auc",
                     mode="max",
                     save_top_k=1,
-                    save_last=True,
-                )
+                    save_last=False,
+                ),
+                # last.ckpt after every epoch, with the RNG states: a killed run resumes
+                # where it stopped and ends as the uninterrupted run would (see resume.py).
+                every_epoch_checkpoint(ckpt_dir),
+                RngStateCallback(),
             ]
             if train.early_stopping_patience > 0:
                 callbacks.append(
@@ -338,6 +384,7 @@ def run_classifier_stage(
                 final, map_location="cpu", weights_only=True
             )
         write_json_atomic(ctx.run_dir / "scalers.json", datamodule.state_dict())
+        write_inference_card(ctx, settings, segmentation_checkpoint)
         predictions = _predictions(module, datamodule, data, ctx)
         tmp = ctx.run_dir / ".predictions.csv.tmp"
         predictions.to_csv(tmp, index=False)

@@ -18,6 +18,7 @@ from osteo.data.manifest import (
 )
 from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext
+from osteo.pipeline.trainer import is_global_zero, wait_for_all_ranks
 
 __all__ = ["CohortData", "run_data_stage", "ensure_manifest"]
 
@@ -69,7 +70,12 @@ def ensure_manifest(ctx: RunContext) -> tuple[Path, bool]:
 
 def run_data_stage(ctx: RunContext) -> CohortData:
     with ctx.stage("data") as record:
-        path, generated = ensure_manifest(ctx)
+        # One rank makes a missing synthetic cohort; the others wait, then read it.
+        generated = False
+        if is_global_zero():
+            path, generated = ensure_manifest(ctx)
+        wait_for_all_ranks()
+        path, _ = ensure_manifest(ctx)
         manifest = load_manifest(path, require_label=True, check_files=ctx.cfg.data.check_files)
         split_cfg = ctx.cfg.data.split
         if split_cfg.splits_file:
@@ -86,7 +92,8 @@ def run_data_stage(ctx: RunContext) -> CohortData:
                 split_cfg.val_fraction,
                 split_cfg.seed,
             )
-        write_splits(manifest, split, ctx.run_dir / "splits.csv")
+        if is_global_zero():
+            write_splits(manifest, split, ctx.run_dir / "splits.csv")
         manifest = manifest.assign(split=split.to_numpy())
         record.status = "ran"
         record.cache_key = digest(file_digest(path), ctx.config_dict("data"))

@@ -14,7 +14,7 @@ from osteo.pipeline.context import RunContext
 from osteo.pipeline.data_stage import CohortData
 from osteo.pipeline.roi_stage import RoiOutput
 from osteo.pipeline.segmentation_stage import SegmentationOutput
-from osteo.pipeline.trainer import distributed_rank_and_size, wait_for_all_ranks
+from osteo.pipeline.trainer import distributed_rank_and_size, gather_from_ranks
 
 __all__ = ["run_radiomics_stage", "study_items", "build_feature_store"]
 
@@ -68,18 +68,25 @@ def run_radiomics_stage(
         items = study_items(data, seg, rois, study_ids)
         progress = ctx.cfg.trainer.enable_progress_bar
         rank, world = distributed_rank_and_size()
+        extracted_by_rank = []
         if world > 1:
             # Each rank fills its share of the shared store, then everyone reads all of it.
-            extract_many(
+            share = extract_many(
                 items[rank::world],
                 store,
                 workers=ctx.cfg.radiomics.workers,
                 progress=progress and rank == 0,
             )
-            wait_for_all_ranks()
+            extracted_by_rank = gather_from_ranks(share.n_extracted)
         result = extract_many(items, store, workers=ctx.cfg.radiomics.workers, progress=progress)
-        record.status = "ran" if result.n_extracted else "reused"
+        n_extracted = result.n_extracted + sum(extracted_by_rank)
+        record.status = "ran" if n_extracted else "reused"
         record.cache_key = digest(store.extractor.fingerprint_digest, len(items))
         record.figures = result.stage_figures()
+        if extracted_by_rank:
+            # The last pass found every entry in the store: the ranks had just made them.
+            record.figures["n_extracted"] = n_extracted
+            record.figures["n_from_cache"] = result.n_from_cache - sum(extracted_by_rank)
+            record.figures["extracted_by_rank"] = extracted_by_rank
         record.figures["n_features"] = store.n_features
         return result.table

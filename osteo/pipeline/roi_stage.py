@@ -22,6 +22,7 @@ from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext, write_json_atomic
 from osteo.pipeline.data_stage import CohortData
 from osteo.pipeline.segmentation_stage import SegmentationOutput
+from osteo.pipeline.trainer import is_global_zero
 from osteo.radiomics.roi import (
     ROI_ALGORITHM_VERSION,
     ROI_NAMES,
@@ -160,7 +161,7 @@ def _quality_figures(
     return figures
 
 
-def _write_table(path: Path, rois: dict[str, RoiResult]) -> pd.DataFrame:
+def _write_table(path: Path, rois: dict[str, RoiResult], write: bool = True) -> pd.DataFrame:
     rows = []
     for study_id, result in rois.items():
         for side, hip in result.hips.items():
@@ -179,9 +180,10 @@ def _write_table(path: Path, rois: dict[str, RoiResult]) -> pd.DataFrame:
                     }
                 )
     table = pd.DataFrame(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
+    if write:
+        tmp = path.with_name(f".{path.name}.tmp")
+        table.to_csv(tmp, index=False)
+        tmp.replace(path)
     return table
 
 
@@ -262,13 +264,14 @@ def run_roi_stage(ctx: RunContext, data: CohortData, seg: SegmentationOutput) ->
                 results[study_id] = _result_from_json(raw)
         record.status = "reused" if hits == len(jobs) else "ran"
         record.cache_key = digest(sorted(j[3] for j in jobs))
-        table = _write_table(ctx.run_dir / "rois.csv", results)
+        table = _write_table(ctx.run_dir / "rois.csv", results, write=is_global_zero())
         reference = load_reference_boxes(data.manifest_path)
         record.figures = _quality_figures(data, results, seg.masks, reference)
         record.figures["cache_hits"] = hits
         record.figures["segmentation_failures"] = len(seg.failures)
-        if ctx.cfg.roi.overlays != "none":
+        # The run folder's files are rank zero's to write (the other ranks hold the same).
+        if ctx.cfg.roi.overlays != "none" and is_global_zero():
             _contact_sheets(ctx, data, results, seg.masks)
-        if ctx.cfg.roi.overlays == "per_study":
+        if ctx.cfg.roi.overlays == "per_study" and is_global_zero():
             _per_study_overlays(ctx, data, results, seg.masks)
         return RoiOutput(rois=results, table=table)

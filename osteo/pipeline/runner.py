@@ -19,7 +19,12 @@ from osteo.pipeline.evaluation_stage import run_evaluation_stage
 from osteo.pipeline.radiomics_stage import run_radiomics_stage
 from osteo.pipeline.roi_stage import run_roi_stage
 from osteo.pipeline.segmentation_stage import run_segmentation_stage
-from osteo.pipeline.trainer import finish_distributed, is_global_zero
+from osteo.pipeline.trainer import (
+    finish_distributed,
+    is_global_zero,
+    start_distributed,
+    wait_for_all_ranks,
+)
 from osteo.pipeline.wandb_logging import log_run_results
 
 __all__ = ["RunResult", "run_pipeline", "check_config"]
@@ -58,13 +63,19 @@ def check_config(cfg: DictConfig) -> None:
 
 def run_pipeline(cfg: DictConfig) -> RunResult:
     check_config(cfg)
-    ctx = RunContext(cfg)
-    if is_global_zero():
-        save_config(cfg, ctx.run_dir / "config.yaml")
+    # Under torchrun/srun every rank joins the process group now, so the stages before
+    # training know their rank (see docs/scaling.md).
+    start_distributed(cfg.trainer)
     try:
-        return _run_stages(ctx)
-    finally:
-        finish_distributed()
+        ctx = RunContext(cfg)
+        if is_global_zero():
+            save_config(cfg, ctx.run_dir / "config.yaml")
+        result = _run_stages(ctx)
+    except BaseException:
+        finish_distributed(wait=False)
+        raise
+    finish_distributed()
+    return result
 
 
 def _run_stages(ctx: RunContext) -> RunResult:
@@ -82,11 +93,17 @@ def _run_stages(ctx: RunContext) -> RunResult:
         excluded.to_csv(ctx.run_dir / "excluded.csv", index=False)
     all_ids = [s for ids in study_ids.values() for s in ids]
     texture = run_radiomics_stage(ctx, data, seg, rois, all_ids, needed="texture" in inputs)
+    # Rank zero writes the split tensor files; the other ranks then find them in the cache.
+    if is_global_zero():
+        build_split_tensors(ctx, data, seg, rois, study_ids, texture, with_crops="deep" in inputs)
+    wait_for_all_ranks()
     split_files, dataset_key = build_split_tensors(
         ctx, data, seg, rois, study_ids, texture, with_crops="deep" in inputs
     )
     texture_dim = len(texture.feature_names) if texture is not None else 0
-    output = run_classifier_stage(ctx, data, split_files, dataset_key, texture_dim)
+    output = run_classifier_stage(
+        ctx, data, split_files, dataset_key, texture_dim, segmentation_checkpoint=seg.checkpoint
+    )
     if output is None:  # a non-zero DDP rank: rank zero evaluates
         return RunResult(ctx.run_dir, ctx.records)
     metrics = run_evaluation_stage(ctx)

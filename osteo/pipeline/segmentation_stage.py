@@ -26,8 +26,8 @@ from osteo.pipeline.data_stage import CohortData
 from osteo.pipeline.trainer import (
     build_trainer,
     distributed_rank_and_size,
+    gather_from_ranks,
     is_global_zero,
-    wait_for_all_ranks,
 )
 from osteo.segmentation.module import FemurSegmentationModule
 from osteo.segmentation.predict import (
@@ -205,9 +205,10 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
         studies = list(zip(data.manifest["study_id"], data.manifest["image_path"], strict=True))
         start = time.perf_counter()
         rank, world = distributed_rank_and_size()
+        predicted_by_rank = []
         if world > 1:
             # Each rank predicts its share into the shared cache, then all read everything.
-            predict_masks(
+            share = predict_masks(
                 model,
                 studies[rank::world],
                 cache,
@@ -215,7 +216,8 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
                 batch_size=seg.predict_batch_size,
                 progress=False,
             )
-            wait_for_all_ranks()
+            predicted = sum(not p.cached for p in share if p.mask_path is not None)
+            predicted_by_rank = gather_from_ranks(predicted)
         predictions = predict_masks(
             model,
             studies,
@@ -232,10 +234,12 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
             if p.mask_path is None or p.flags
         }
         n_new = sum(not p.cached for p in predictions if p.mask_path is not None)
+        n_new += sum(predicted_by_rank)
         record.figures.update(
             {
                 "masks": len(masks),
-                "mask_cache_hits": sum(p.cached for p in predictions),
+                # Masks other ranks (or this one) predicted just now are not cache hits.
+                "mask_cache_hits": sum(p.cached for p in predictions) - sum(predicted_by_rank),
                 "masks_predicted": n_new,
                 "inference_seconds_per_image": round(elapsed / n_new, 4) if n_new else None,
                 "failures": len(failures),
@@ -243,6 +247,8 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
                 "dice": _dice_figures(data, masks),
             }
         )
+        if predicted_by_rank:
+            record.figures["predicted_by_rank"] = predicted_by_rank
         return SegmentationOutput(checkpoint=checkpoint, masks=masks, failures=failures)
 
 

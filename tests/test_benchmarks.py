@@ -1,0 +1,91 @@
+"""Smoke tests of the benchmark scripts at a tiny size, so they cannot rot unnoticed.
+
+The figures at these sizes mean nothing; the tests check that each script runs end to end and
+writes its JSON with the documented names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(script: str, *args: str, cwd: Path, timeout: int = 600) -> dict:
+    out = cwd / f"{script}.json"
+    env = {**os.environ, "WANDB_SILENT": "true", "MPLBACKEND": "Agg"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_training_benchmark_compares_lightning_with_a_bare_loop(tmp_path):
+    figures = bench(
+        "bench_training",
+        "--steps=2",
+        "--warmup=1",
+        "--batch-size=4",
+        "--crop-size=32",
+        "--repeats=1",
+        cwd=tmp_path,
+    )
+    for key in (
+        "bare_images_per_second",
+        "lightning_images_per_second",
+        "lightning_overhead_ratio",
+        "loader_seconds_per_batch",
+        "step_seconds_per_batch",
+    ):
+        assert figures[key] > 0, key
+    assert figures["targets"]["lightning_overhead_ratio"] == 1.15
+    assert figures["environment"]["cpus"] >= 1
+
+
+def test_inference_benchmark_times_each_part(tmp_path, tiny_cohort):
+    figures = bench(
+        "bench_inference", f"--manifest={tiny_cohort}", "--studies=1", "--repeats=1", cwd=tmp_path
+    )
+    for part in ("segmentation", "roi", "read", "crops", "radiomics", "classifier"):
+        assert figures[f"{part}_seconds_median"] > 0, part
+    assert figures["total_seconds_per_radiograph"] > figures["total_without_radiomics_seconds"]
+
+
+@pytest.mark.slow
+def test_pipeline_benchmark_times_a_cold_and_a_warm_run(tmp_path, tiny_cohort):
+    figures = bench(
+        "bench_pipeline",
+        f"--manifest={tiny_cohort}",
+        "model.head=clinical",
+        "segmentation.masks=manifest",
+        "train.max_epochs=1",
+        "data.split.val_fraction=0.3",
+        "train.n_bootstrap=50",
+        "logger.mode=disabled",
+        "roi.overlays=none",
+        cwd=tmp_path,
+    )
+    assert figures["cold_seconds"] > 0 and figures["warm_seconds"] > 0
+    assert figures["warm_to_cold_ratio"] == pytest.approx(
+        figures["warm_seconds"] / figures["cold_seconds"], abs=0.01
+    )
+    assert figures["warm_stage_status"]["classifier"] == "reused"
+    assert figures["warm_stage_status"]["roi"] == "reused"
+
+
+def test_radiomics_benchmark_runs_at_a_tiny_size(tmp_path):
+    figures = bench("bench_radiomics", "--studies=2", "--repeats=1", cwd=tmp_path)
+    assert figures["rois_per_second_plain_loop"] > 0
+    assert figures["cache_speedup"] > 0
