@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
-from common import RESULTS, environment, load_average, print_table, write_json
+from common import RESULTS, ROOT, environment, load_average, print_table, write_json
 
 PARTS = ("segmentation", "roi", "read", "crops", "radiomics", "classifier")
 
@@ -45,15 +45,21 @@ PARTS = ("segmentation", "roi", "read", "crops", "radiomics", "classifier")
 def load_models(args, texture_dim: int):
     from osteo.classification.hparams import classifier_config
     from osteo.classification.module import OsteoporosisModule
+    from osteo.config import load_config
     from osteo.segmentation.module import FemurSegmentationModule
     from osteo.segmentation.predict import load_segmentation_model
 
     torch.manual_seed(0)
     if args.seg_checkpoint:
         segmenter = load_segmentation_model(args.seg_checkpoint)
-    else:  # the pipeline's default network (configs/base.yaml)
+    else:  # the network the main command trains (configs/fusion_all.yaml and its base)
+        seg = load_config(ROOT / "configs" / "fusion_all.yaml").segmentation
         segmenter = FemurSegmentationModule(
-            network="unet", channels=[16, 32, 64, 128], spacing_mm=2.0, spatial_size=[256, 256]
+            network=seg.network,
+            channels=list(seg.channels),
+            num_res_units=seg.num_res_units,
+            spacing_mm=seg.spacing_mm,
+            spatial_size=list(seg.spatial_size),
         ).eval()
     if args.classifier_checkpoint:
         classifier = OsteoporosisModule.load_from_checkpoint(
@@ -64,6 +70,14 @@ def load_models(args, texture_dim: int):
             classifier_config(head=args.head, backbone=args.backbone, texture_dim=texture_dim)
         )
     return segmenter, classifier.eval()
+
+
+def segmenter_description() -> str:
+    from osteo.config import load_config
+
+    seg = load_config(ROOT / "configs" / "fusion_all.yaml").segmentation
+    size = "x".join(str(v) for v in seg.spatial_size)
+    return f"{seg.network} {list(seg.channels)}, {seg.spacing_mm} mm, {size} px, untrained"
 
 
 def time_one(study, models, extractor, mask_cache, args, trained_segmenter: bool) -> dict:
@@ -186,7 +200,7 @@ def main(argv=None) -> int:
             "head": args.head,
             "backbone": args.backbone,
             "crop_size": args.crop_size,
-            "segmentation": "checkpoint" if trained else "unet 16-128, 256 px, untrained",
+            "segmentation": str(args.seg_checkpoint) if trained else segmenter_description(),
             "roi_from": "predicted mask" if trained else "reference mask",
             "device": "cpu",
         },
