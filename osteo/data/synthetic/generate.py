@@ -32,20 +32,11 @@ from .table import REPEAT_FRACTION, sample_cohort_table
 
 __all__ = ["IMAGE_FORMATS", "MANIFEST_COLUMNS", "cohort_summary", "generate_cohort"]
 
+from osteo.data.manifest import REQUIRED_COLUMNS  # noqa: E402
+
 IMAGE_FORMATS = {"dicom": ".dcm", "png": ".png"}
-MANIFEST_COLUMNS = (
-    "study_id",
-    "patient_id",
-    "image_path",
-    "study_date",
-    "site",
-    "age",
-    "sex",
-    "weight",
-    "tscore",
-    "mask_path",
-    "label",
-)
+# The manifest contract lives in osteo.data.manifest; the generator writes exactly it.
+MANIFEST_COLUMNS = (*REQUIRED_COLUMNS, "mask_path", "label")
 GENERATOR_VERSION = 1
 
 
