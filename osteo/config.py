@@ -120,6 +120,10 @@ class RoiConfig:
     neck_min_fraction: float = 0.6
     cortex_below_lesser_trochanter_mm: float = 25.0
     cortex_depth_mm: float = 2.5  # box centre inside the medial bone edge (mid-cortex)
+    # Where the lesser trochanter is sought (and placed when the mask does not show it): this
+    # far down the shaft from the neck-shaft junction, for a 30 mm wide neck, +- the window.
+    lesser_trochanter_below_junction_mm: float = 28.0
+    lesser_trochanter_window_mm: float = 10.0
     # QA images: a contact sheet per split, or also one PNG per study (named by a hash).
     overlays: Literal["none", "sheet", "per_study"] = "sheet"
     workers: int = 2  # processes placing ROIs

@@ -13,9 +13,16 @@ def _capsule(rr, cc, p0, p1, radius):
 
 
 def right_femur_mask(
-    shape=(400, 360), spacing=1.0, rotate_deg=0.0, neck_shaft_deg=128.0, head=(110.0, 140.0)
+    shape=(400, 360),
+    spacing=1.0,
+    rotate_deg=0.0,
+    neck_shaft_deg=128.0,
+    head=(110.0, 140.0),
+    lesser_trochanter=True,
 ) -> tuple[np.ndarray, dict]:
     """The patient's right femur on the image left (medial = +column), label 1.
+
+    ``lesser_trochanter=False`` leaves it out, as a segmentation that missed it would.
 
     Returns the mask and the true geometry (head centre, neck axis direction).
     """
@@ -41,7 +48,8 @@ def right_femur_mask(
         20 * s,
     )  # greater trochanter
     lesser = shaft_top + np.array([40 * s, 14 * s])
-    mask |= (rr - lesser[0]) ** 2 + (cc - lesser[1]) ** 2 <= (9 * s) ** 2
+    if lesser_trochanter:
+        mask |= (rr - lesser[0]) ** 2 + (cc - lesser[1]) ** 2 <= (9 * s) ** 2
     geometry = {
         "head_centre": head_c,
         "head_radius_px": head_r,

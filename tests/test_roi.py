@@ -87,6 +87,32 @@ def test_missing_femur_on_one_side_is_flagged_for_that_side_only():
     assert any(f.startswith("left: ") for f in result.flags)
 
 
+def test_a_lesser_trochanter_missing_from_the_mask_is_placed_from_the_junction_with_a_note():
+    with_lt, _ = right_femur_mask()
+    without_lt, _ = right_femur_mask(lesser_trochanter=False)
+    seen = place_hip_rois(label_map_of(with_lt), "right", (1.0, 1.0), RoiSettings())
+    missed = place_hip_rois(label_map_of(without_lt), "right", (1.0, 1.0), RoiSettings())
+    assert seen.ok and not seen.notes
+    # Still a usable hip (boxes, no flag), but the fallback is recorded for review.
+    assert missed.ok, missed.flags
+    assert any("lesser trochanter not seen" in note for note in missed.notes)
+    # The expected level is close to where the trochanter really is.
+    assert abs(missed.boxes["cortex"][0] - seen.boxes["cortex"][0]) <= 8
+
+
+def test_a_bump_high_on_the_neck_is_not_taken_for_the_lesser_trochanter():
+    mask, geometry = right_femur_mask()
+    clean = place_hip_rois(label_map_of(mask), "right", (1.0, 1.0), RoiSettings())
+    # A blob on the inferior neck just below the head (a segmentation spur), well above
+    # where the lesser trochanter can be.
+    rr, cc = np.indices(mask.shape)
+    head_r, head_c = geometry["head_centre"]
+    spur = (rr - (head_r + 30)) ** 2 + (cc - (head_c - 4)) ** 2 <= 8**2
+    bumped = place_hip_rois(label_map_of(mask | spur), "right", (1.0, 1.0), RoiSettings())
+    assert bumped.ok, bumped.flags
+    assert abs(bumped.boxes["cortex"][0] - clean.boxes["cortex"][0]) <= 2
+
+
 def test_box_iou():
     assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert box_iou((0, 0, 10, 10), (0, 5, 10, 15)) == pytest.approx(50 / 150)

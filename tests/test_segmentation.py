@@ -134,3 +134,62 @@ def test_postprocess_keeps_largest_component_and_fills_holes():
     out = postprocess_mask(label_map)
     assert out[11, 9] == 1 and out[31, 31] == 0
     assert (out == 2).sum() == (label_map == 2).sum()
+
+
+class _StopAfterFirstEpoch(L.Callback):
+    """Stands in for a kill: ends training once epoch 0's checkpoints are written (Lightning
+    runs checkpoint callbacks last at an epoch's end, so stop at the next epoch's start)."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise SystemExit("killed")
+
+
+def _fit_segmentation(toy_rows, folder, extra_callbacks=(), ckpt_path=None):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from osteo.pipeline.resume import (
+        RngStateCallback,
+        TransformRngStateCallback,
+        every_epoch_checkpoint,
+    )
+
+    L.seed_everything(0, workers=True, verbose=False)
+    module = FemurSegmentationModule(
+        channels=(4, 8, 16), num_res_units=0, spacing_mm=3.2, spatial_size=(96, 128), max_epochs=3
+    )
+    dm = SegmentationDataModule(
+        toy_rows[:4], toy_rows[4:], spacing_mm=3.2, spatial_size=(96, 128), batch_size=2
+    )
+    # The same callbacks as the pipeline's segmentation stage.
+    callbacks = [
+        ModelCheckpoint(dirpath=folder, filename="best", monitor="seg/val_dice", mode="max"),
+        every_epoch_checkpoint(folder),
+        RngStateCallback(),
+        TransformRngStateCallback(),
+        *extra_callbacks,
+    ]
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        default_root_dir=folder,
+        callbacks=callbacks,
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    return torch.load(folder / "last.ckpt", weights_only=True)
+
+
+def test_killed_segmentation_training_resumes_bit_for_bit(toy_rows, tmp_path):
+    """Augmentation draws from MONAI's own generators: they must be restored too."""
+    uninterrupted = _fit_segmentation(toy_rows, tmp_path / "a")
+    with pytest.raises(SystemExit):
+        _fit_segmentation(toy_rows, tmp_path / "b", [_StopAfterFirstEpoch()])
+    assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)["epoch"] == 0
+    resumed = _fit_segmentation(toy_rows, tmp_path / "b", ckpt_path=tmp_path / "b" / "last.ckpt")
+    assert resumed["epoch"] == uninterrupted["epoch"] == 2
+    for name, tensor in uninterrupted["state_dict"].items():
+        assert torch.equal(tensor, resumed["state_dict"][name]), name

@@ -9,6 +9,9 @@ Two things Lightning does not do by itself (2.6):
   number generators, which drive shuffling, augmentation and dropout; a resumed run would draw
   other numbers than the uninterrupted one. :class:`RngStateCallback` stores them in every
   checkpoint and restores them on resume.
+- MONAI's random transforms draw from their own ``RandomState`` (seeded once, when MONAI's
+  ``DataLoader`` is built), not from the global generators. :class:`TransformRngStateCallback`
+  stores and restores those of the training data's transforms.
 
 Everything stored is a tensor, a number or a string, so checkpoints keep loading with
 ``torch.load(..., weights_only=True)``.
@@ -25,7 +28,12 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader
 
-__all__ = ["RngStateCallback", "every_epoch_checkpoint", "LAST_CHECKPOINT"]
+__all__ = [
+    "RngStateCallback",
+    "TransformRngStateCallback",
+    "every_epoch_checkpoint",
+    "LAST_CHECKPOINT",
+]
 
 LAST_CHECKPOINT = "last"
 
@@ -56,17 +64,10 @@ class RngStateCallback(Callback):
         return "RngStateCallback"
 
     def state_dict(self) -> dict[str, Any]:
-        kind, keys, position, has_gauss, gauss = np.random.get_state()
         version, python_state, gauss_next = random.getstate()
         state: dict[str, Any] = {
             "torch": torch.get_rng_state(),
-            "numpy": {
-                "kind": str(kind),
-                "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-                "position": int(position),
-                "has_gauss": int(has_gauss),
-                "gauss": float(gauss),
-            },
+            "numpy": _random_state_to_tensors(np.random.get_state()),
             "python": {"version": version, "state": list(python_state), "gauss": gauss_next},
         }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -89,9 +90,92 @@ class RngStateCallback(Callback):
         # on_run_start). Creating an iterator draws one number from the global RNG (the
         # DataLoader's base seed), so the uninterrupted run made that draw after the state
         # saved here and the resumed run already made it before: make it again.
+        # MONAI's DataLoader passes the global generator explicitly: the same draw.
         for loader in _dataloaders(trainer.train_dataloader):
-            if getattr(loader, "generator", None) is None:
+            generator = getattr(loader, "generator", None)
+            if generator is None or generator is torch.random.default_generator:
                 torch.empty((), dtype=torch.int64).random_()
+
+
+class TransformRngStateCallback(Callback):
+    """Save and restore the ``RandomState`` of every MONAI random transform of the training
+    data (segmentation augmentation), so a resumed run augments as the uninterrupted one."""
+
+    KEY = "transform_rng_states"
+
+    def __init__(self) -> None:
+        self._pending: list[dict[str, Any]] | None = None
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.KEY] = [
+            _random_state_to_tensors(rng.get_state())
+            for rng in _transform_random_states(trainer.train_dataloader)
+        ]
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        self._pending = checkpoint.get(self.KEY)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        states, self._pending = self._pending, None
+        if states is None:
+            return
+        generators = _transform_random_states(trainer.train_dataloader)
+        if len(generators) != len(states):
+            raise RuntimeError(
+                f"the checkpoint holds {len(states)} random transform states but the training "
+                f"data's transforms have {len(generators)}: it was written by another "
+                "augmentation pipeline and cannot be resumed exactly"
+            )
+        for rng, state in zip(generators, states, strict=True):
+            rng.set_state(_random_state_from_tensors(state))
+
+
+def _transform_random_states(loaders) -> list[np.random.RandomState]:
+    """Every ``RandomState`` reachable from the training datasets' transforms, in a fixed
+    order. A dictionary transform often draws from an inner array transform's generator
+    (``RandAffined`` -> ``RandAffine`` -> ``RandAffineGrid``), so the walk goes through the
+    objects' attributes, as MONAI's own ``set_rnd`` does when it seeds them. (Not
+    ``Compose.flatten()``: it builds a new ``Compose``, whose constructor reseeds every random
+    transform from fresh entropy.)"""
+    found: list[np.random.RandomState] = []
+    seen: set[int] = set()
+
+    def walk(obj, depth: int) -> None:
+        if depth > 8 or id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, np.random.RandomState):
+            found.append(obj)
+        elif isinstance(obj, list | tuple):
+            for item in obj:
+                walk(item, depth + 1)
+        elif isinstance(obj, dict):
+            for item in obj.values():
+                walk(item, depth + 1)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, torch.Tensor | np.ndarray | type):
+            for item in vars(obj).values():
+                walk(item, depth + 1)
+
+    for loader in _dataloaders(loaders):
+        walk(getattr(getattr(loader, "dataset", None), "transform", None), 0)
+    return found
+
+
+def _random_state_to_tensors(state: tuple) -> dict[str, Any]:
+    """A numpy ``RandomState.get_state()`` tuple as tensors and numbers (weights_only)."""
+    kind, keys, position, has_gauss, gauss = state
+    return {
+        "kind": str(kind),
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "position": int(position),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
+
+
+def _random_state_from_tensors(n: dict[str, Any]) -> tuple:
+    keys = n["keys"].numpy().astype(np.uint32)
+    return (n["kind"], keys, n["position"], n["has_gauss"], n["gauss"])
 
 
 def _dataloaders(loaders) -> list[DataLoader]:
@@ -106,16 +190,7 @@ def _dataloaders(loaders) -> list[DataLoader]:
 
 def _set_rng_states(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(
-        (
-            n["kind"],
-            n["keys"].numpy().astype(np.uint32),
-            n["position"],
-            n["has_gauss"],
-            n["gauss"],
-        )
-    )
+    np.random.set_state(_random_state_from_tensors(state["numpy"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():

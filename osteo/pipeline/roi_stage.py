@@ -53,6 +53,8 @@ def roi_settings_from_config(cfg) -> RoiSettings:
         neck_min_fraction=r.neck_min_fraction,
         cortex_below_lesser_trochanter_mm=r.cortex_below_lesser_trochanter_mm,
         cortex_depth_mm=r.cortex_depth_mm,
+        lesser_trochanter_below_junction_mm=r.lesser_trochanter_below_junction_mm,
+        lesser_trochanter_window_mm=r.lesser_trochanter_window_mm,
     )
 
 
@@ -79,6 +81,7 @@ def _result_from_json(data: dict) -> RoiResult:
             neck_axis=tuple(tuple(p) for p in hip["neck_axis"]) if hip["neck_axis"] else None,
             shaft_axis=tuple(tuple(p) for p in hip["shaft_axis"]) if hip["shaft_axis"] else None,
             flags=list(hip["flags"]),
+            notes=list(hip.get("notes", [])),
         )
     return RoiResult(hips)
 
@@ -127,6 +130,9 @@ def _quality_figures(
         dtype=object,
     )
     figures["flags"] = reasons.value_counts().to_dict() if len(reasons) else {}
+    # Boxes placed by a fallback rule (e.g. a lesser trochanter the mask does not show).
+    notes = pd.Series([n.split(": ", 1)[1] for r in rois.values() for n in r.notes], dtype=object)
+    figures["notes"] = notes.value_counts().to_dict() if len(notes) else {}
 
     truth = dict(zip(data.manifest["study_id"], data.manifest["mask_path"], strict=True))
     inside, ious = [], {name: [] for name in ROI_NAMES}
@@ -177,6 +183,7 @@ def _write_table(path: Path, rois: dict[str, RoiResult], write: bool = True) -> 
                         "row1": box[2] if box else None,
                         "col1": box[3] if box else None,
                         "flags": "; ".join(hip.flags),
+                        "notes": "; ".join(hip.notes),
                     }
                 )
     table = pd.DataFrame(rows)

@@ -23,6 +23,11 @@ from osteo.data.datamodules import SegmentationDataModule
 from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext
 from osteo.pipeline.data_stage import CohortData
+from osteo.pipeline.resume import (
+    RngStateCallback,
+    TransformRngStateCallback,
+    every_epoch_checkpoint,
+)
 from osteo.pipeline.trainer import (
     build_trainer,
     distributed_rank_and_size,
@@ -84,9 +89,17 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
         monitor="seg/val_dice",
         mode="max",
         save_top_k=1,
-        save_last=True,
+        save_last=False,
     )
-    trainer = build_trainer(ctx.cfg.trainer, seg.max_epochs, work, callbacks=[checkpoint])
+    # last.ckpt after every epoch with the global and the augmentation RNG states: a killed
+    # training resumes where it stopped and ends as the uninterrupted one (see resume.py).
+    callbacks = [
+        checkpoint,
+        every_epoch_checkpoint(work),
+        RngStateCallback(),
+        TransformRngStateCallback(),
+    ]
+    trainer = build_trainer(ctx.cfg.trainer, seg.max_epochs, work, callbacks=callbacks)
     last = work / "last.ckpt"
     resume = str(last) if ctx.cfg.resume and last.is_file() else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)

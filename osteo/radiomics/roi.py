@@ -7,10 +7,13 @@ mirrored), so a single algorithm serves both hips: medial is +column, superior i
 - femoral head: the largest inscribed circle (distance-transform maximum) medial to the shaft
   axis in the upper part of the mask;
 - neck axis: the ray from the head centre, lateral and downward, that runs through the middle
-  of the neck (perpendicular chords centred on it); the neck box is centred on it at the
-  middle of the neck and must lie in the trabecular bone, clear of the cortex;
+  of the neck (perpendicular chords across the neck centred on it; chords that run on into
+  the greater trochanter are left out); the neck box is centred on it at the middle of the
+  neck and must lie in the trabecular bone, clear of the cortex;
 - medial cortex box: on the medial edge of the shaft, a set distance below the lesser
-  trochanter (the medial bulge below the neck), covering the cortex.
+  trochanter (the medial bulge sought near its expected level below the neck-shaft
+  junction; that level itself when the mask does not show the bulge, with a note),
+  covering the cortex.
 
 Sizes are in mm and become pixels with the image spacing. A mask that is empty, broken or
 implausible gives a ``RoiResult`` with ``flags`` saying why; it never raises mid-run.
@@ -39,7 +42,7 @@ __all__ = [
 ]
 
 # Part of every ROI cache key: bump it when the placement rules change.
-ROI_ALGORITHM_VERSION = 5
+ROI_ALGORITHM_VERSION = 6
 SIDES = ("right", "left")  # the patient's sides
 ROI_NAMES = ("neck", "cortex")
 FEMUR_LABELS = {"right": 1, "left": 2}  # DESIGN.md: 1 = patient's right femur (image left)
@@ -60,11 +63,20 @@ class RoiSettings:
     # Depth of the cortex box's centre inside the medial bone edge: about mid-cortex, so the
     # box covers the whole cortex with some endosteal bone and periosteal soft tissue.
     cortex_depth_mm: float = 2.5
+    # The lesser trochanter's expected level (its bulge's centroid), down the shaft axis from
+    # the neck-shaft junction, for a femur whose neck waist is ``reference_neck_width_mm``
+    # wide; the bulge is sought within the window around it. Calibrated on the synthetic
+    # cohort's reference masks (docs/architecture.md); check it on your own data's masks.
+    lesser_trochanter_below_junction_mm: float = 28.0
+    lesser_trochanter_window_mm: float = 10.0
+    reference_neck_width_mm: float = 30.0
     min_femur_area_mm2: float = 1500.0
     head_radius_range_mm: tuple[float, float] = (12.0, 40.0)
     # Where along the neck (in head radii from the head centre) the axis is fitted: the
     # neck proper, before the greater trochanter widens its superior border.
-    neck_search_span: tuple[float, float] = (0.9, 1.4)
+    neck_search_span: tuple[float, float] = (0.8, 1.6)
+    # Chords longer than this multiple of the narrowest have left the neck (see below).
+    neck_chord_tolerance: float = 1.25
 
 
 @dataclass
@@ -75,7 +87,8 @@ class HipRois:
     head_radius_mm: float | None = None
     neck_axis: tuple[tuple[float, float], tuple[float, float]] | None = None  # head -> lateral
     shaft_axis: tuple[tuple[float, float], tuple[float, float]] | None = None  # top -> bottom
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # why a box is missing or not trusted
+    notes: list[str] = field(default_factory=list)  # boxes placed by a fallback rule
 
     @property
     def ok(self) -> bool:
@@ -93,6 +106,10 @@ class RoiResult:
     @property
     def flags(self) -> list[str]:
         return [f"{side}: {flag}" for side, hip in self.hips.items() for flag in hip.flags]
+
+    @property
+    def notes(self) -> list[str]:
+        return [f"{side}: {note}" for side, hip in self.hips.items() for note in hip.notes]
 
     def boxes(self) -> dict[tuple[str, str], Box]:
         return {(s, r): b for s, hip in self.hips.items() for r, b in hip.boxes.items()}
@@ -142,7 +159,8 @@ def _chords(mask: np.ndarray, points: np.ndarray, direction: np.ndarray, limit: 
 def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSettings) -> dict:
     """All geometry in the canonical frame (medial = +col). Returns a dict of results/flags."""
     flags: list[str] = []
-    out: dict = {"flags": flags, "boxes": {}}
+    notes: list[str] = []  # placed, but by a fallback a reviewer may want to check
+    out: dict = {"flags": flags, "notes": notes, "boxes": {}}
     sr, sc = spacing
     pixel_area = sr * sc
     area_mm2 = float(mask.sum()) * pixel_area
@@ -200,16 +218,21 @@ def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSetti
     radius_px = radius_mm / sr
     limit = int(4 * radius_px)
     best = None
-    ts = np.linspace(s.neck_search_span[0] * radius_px, s.neck_search_span[1] * radius_px, 9)
-    for angle in np.deg2rad(np.arange(-20.0, 75.0, 2.0)):  # below horizontal, to lateral
+    ts = np.linspace(s.neck_search_span[0] * radius_px, s.neck_search_span[1] * radius_px, 17)
+    for angle in np.deg2rad(np.arange(-20.0, 75.0, 1.0)):  # below horizontal, to lateral
         direction = np.array([np.sin(angle), -np.cos(angle)])
         normal = np.array([direction[1], -direction[0]])
         lengths, offsets = _chords(mask, head_pt + ts[:, None] * direction, normal, limit)
         if (lengths <= 1).any():
             continue
-        score = float(np.abs(offsets).mean())
+        # Only chords across the neck itself: towards its base a chord can run on into the
+        # greater trochanter or the shaft (much longer, off-centre) and would tilt the axis.
+        neck = lengths <= s.neck_chord_tolerance * lengths.min()
+        if neck.sum() < 3:
+            continue
+        score = float(np.abs(offsets[neck]).mean())
         if best is None or score < best[0]:
-            best = (score, direction, normal, ts, lengths.astype(float), offsets)
+            best = (score, direction, normal, ts[neck], lengths[neck].astype(float), offsets[neck])
     if best is None:
         flags.append("no neck found between the femoral head and the shaft")
         return out
@@ -228,10 +251,11 @@ def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSetti
     if not head_neck < base:
         base = ts[-1]  # an implausible junction: fall back to the searched neck length
     mid = 0.5 * (head_neck + base)
-    _, offset = _chords(mask, (head_pt + mid * direction)[None, :], normal, limit)
-    # Centre across the neck, but only by a little: near the neck base one side of the chord
-    # can run into the greater trochanter, which is not the neck.
-    shift = float(np.clip(offset[0], -0.25 * waist_half, 0.25 * waist_half))
+    length, offset = _chords(mask, (head_pt + mid * direction)[None, :], normal, limit)
+    # Centre across the neck, but only by a little, and only where the chord is still across
+    # the neck: nearer the base it can run on into the greater trochanter, which is not neck.
+    across_neck = length[0] <= s.neck_chord_tolerance * lengths.min()
+    shift = float(np.clip(offset[0], -0.25 * waist_half, 0.25 * waist_half)) if across_neck else 0.0
     centre = head_pt + mid * direction + shift * normal
     out["neck_axis"] = (
         (float(head_pt[0]), float(head_pt[1])),
@@ -254,9 +278,18 @@ def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSetti
         if fraction < 1.0:
             out["neck_box_fraction"] = round(fraction, 2)
 
-    # Lesser trochanter: the first medial bulge of the edge below the femoral head (a local
-    # maximum of the edge's distance from the shaft axis); the neck's inferior border above
-    # it slopes away monotonically, the straight shaft below it is flat.
+    # Lesser trochanter: a medial bulge of the edge below the femoral head (a local maximum
+    # of the edge's distance from the shaft axis). A predicted mask can miss the trochanter
+    # (thin, overlapped bone) or carry a bump elsewhere on the inferior neck, so the bulge is
+    # sought only near where the anatomy puts it: a set distance down the shaft from the
+    # neck-shaft junction, scaled by the femur's size (the neck's waist). Without a bulge
+    # there, that expected level is used and the hip gets a note, not a failure.
+    size_factor = (2.0 * waist_half * sr) / s.reference_neck_width_mm
+    expected_mm = s.lesser_trochanter_below_junction_mm * size_factor
+    junction_pt = head_pt + junction * direction
+    row_per_mm = 1.0 / (sr * np.sqrt(1.0 + (slope * sc / sr) ** 2))  # along the shaft axis
+    expected_row = junction_pt[0] + expected_mm * row_per_mm
+    window = s.lesser_trochanter_window_mm * row_per_mm
     search = np.arange(int(head_pt[0] + radius_px), top + int(0.75 * height))
     if len(search) < 5 or not all(mask[r].any() for r in search):
         flags.append("no medial shaft edge below the femoral head")
@@ -266,22 +299,23 @@ def _place_canonical(mask: np.ndarray, spacing: tuple[float, float], s: RoiSetti
         (medial_edge - shaft_col(search)) * sc, size=max(3, int(round(4.0 / sr)))
     )
     peaks, properties = find_peaks(bulge_mm, prominence=1.0)
-    if len(peaks):
-        # The bulge's centroid above its bases is steadier than its single highest row.
-        lo, hi = int(properties["left_bases"][0]), int(properties["right_bases"][0])
+    near = np.abs(search[peaks] - expected_row) <= window if len(peaks) else np.zeros(0, bool)
+    if near.any():
+        # The most prominent bulge in the window; its centroid above its bases is steadier
+        # than its single highest row.
+        k = int(np.flatnonzero(near)[np.argmax(properties["prominences"][near])])
+        lo, hi = int(properties["left_bases"][k]), int(properties["right_bases"][k])
         floor = max(bulge_mm[lo], bulge_mm[hi])
         excess = np.clip(bulge_mm[lo : hi + 1] - floor, 0.0, None)
         rows_in = search[lo : hi + 1]
         lesser_row = (
             int(round(float((rows_in * excess).sum() / excess.sum())))
             if excess.sum() > 0
-            else int(search[peaks[0]])
+            else int(search[peaks[k]])
         )
     else:
-        # No distinct bulge (a small or rotated-away trochanter): use where the edge meets
-        # the shaft, i.e. where the bulge first falls to within 2 mm of its final level.
-        level = float(np.median(bulge_mm[-max(3, len(bulge_mm) // 4) :]))
-        lesser_row = int(search[int(np.argmax(bulge_mm <= level + 2.0))])
+        lesser_row = int(round(expected_row))
+        notes.append("lesser trochanter not seen on the mask; placed from the neck-shaft junction")
     out["lesser_trochanter_row"] = lesser_row
     row = int(round(lesser_row + s.cortex_below_lesser_trochanter_mm / sr))
     if row >= bottom or not mask[row].any():
@@ -340,7 +374,7 @@ def place_hip_rois(
     def point(p):
         return (p[0], width - 1 - p[1]) if mirrored else p
 
-    hip = HipRois(side=side, flags=list(result["flags"]))
+    hip = HipRois(side=side, flags=list(result["flags"]), notes=list(result["notes"]))
     for name, box in result["boxes"].items():
         hip.boxes[name] = _unmirror_box(box, width) if mirrored else box
     if "head_centre" in result:
