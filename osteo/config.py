@@ -105,7 +105,7 @@ class SegmentationConfig:
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 1e-5
-    max_epochs: int = 8
+    max_epochs: int = 30
     num_workers: int = 0
     predict_batch_size: int = 8
 
