@@ -117,3 +117,22 @@ def test_box_iou():
     assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert box_iou((0, 0, 10, 10), (0, 5, 10, 15)) == pytest.approx(50 / 150)
     assert box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+
+
+def test_run_summary_counts_roi_flags_and_notes():
+    from osteo.pipeline.summary import _stage_highlights
+
+    text = _stage_highlights(
+        "roi",
+        {
+            "fraction_with_all_boxes": 0.998,
+            "flags": {
+                "mask is empty": 2,
+                "no neck found between the femoral head and the shaft": 1,
+            },
+            "notes": {
+                "lesser trochanter not seen on the mask; placed from the neck-shaft junction": 8
+            },
+        },
+    )
+    assert "3 flags" in text and "8 notes" in text

@@ -37,6 +37,9 @@ def _stage_highlights(name: str, figures: dict) -> str:
         flagged = sum(figures.get("flags", {}).values())
         if flagged:
             parts.append(f"{flagged} flags")
+        noted = sum(figures.get("notes", {}).values())
+        if noted:
+            parts.append(f"{noted} notes (rois.csv)")
         return ", ".join(parts)
     if name == "radiomics" and figures:
         return (
