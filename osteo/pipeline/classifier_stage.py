@@ -353,7 +353,9 @@ def run_classifier_stage(
                 logger=_make_logger(ctx),
             )
             last = ckpt_dir / "last.ckpt"
-            training_key = ckpt_dir / "training.key"
+            # Beside, not inside, checkpoints/: Lightning warns about a non-empty checkpoint
+            # folder, which a fresh training's folder must not be.
+            training_key = ctx.run_dir / "training.key"
             # Resume only a training of the same settings and data: last.ckpt of another
             # config would silently mix two experiments.
             same = training_key.is_file() and training_key.read_text().strip() == key
