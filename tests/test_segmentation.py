@@ -146,13 +146,7 @@ class _StopAfterFirstEpoch(L.Callback):
 
 
 def _fit_segmentation(toy_rows, folder, extra_callbacks=(), ckpt_path=None):
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from osteo.pipeline.resume import (
-        RngStateCallback,
-        TransformRngStateCallback,
-        every_epoch_checkpoint,
-    )
+    from osteo.pipeline.segmentation_stage import training_callbacks
 
     L.seed_everything(0, workers=True, verbose=False)
     module = FemurSegmentationModule(
@@ -161,14 +155,8 @@ def _fit_segmentation(toy_rows, folder, extra_callbacks=(), ckpt_path=None):
     dm = SegmentationDataModule(
         toy_rows[:4], toy_rows[4:], spacing_mm=3.2, spatial_size=(96, 128), batch_size=2
     )
-    # The same callbacks as the pipeline's segmentation stage.
-    callbacks = [
-        ModelCheckpoint(dirpath=folder, filename="best", monitor="seg/val_dice", mode="max"),
-        every_epoch_checkpoint(folder),
-        RngStateCallback(),
-        TransformRngStateCallback(),
-        *extra_callbacks,
-    ]
+    # The pipeline's own callbacks.
+    callbacks = [*training_callbacks(folder), *extra_callbacks]
     trainer = L.Trainer(
         max_epochs=3,
         accelerator="cpu",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -45,16 +45,11 @@ class RoiOutput:
 
 
 def roi_settings_from_config(cfg) -> RoiSettings:
-    r = cfg.roi
+    """``RoiSettings`` from the config's ``roi`` section: every setting the section names (the
+    section also holds run options such as ``overlays``; the rest keep their defaults)."""
+    section = cfg.roi
     return RoiSettings(
-        neck_size_mm=r.neck_size_mm,
-        cortex_size_mm=r.cortex_size_mm,
-        neck_cortex_margin_mm=r.neck_cortex_margin_mm,
-        neck_min_fraction=r.neck_min_fraction,
-        cortex_below_lesser_trochanter_mm=r.cortex_below_lesser_trochanter_mm,
-        cortex_depth_mm=r.cortex_depth_mm,
-        lesser_trochanter_below_junction_mm=r.lesser_trochanter_below_junction_mm,
-        lesser_trochanter_window_mm=r.lesser_trochanter_window_mm,
+        **{f.name: getattr(section, f.name) for f in fields(RoiSettings) if f.name in section}
     )
 
 

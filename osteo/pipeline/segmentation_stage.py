@@ -60,6 +60,24 @@ def _training_rows(data: CohortData, split: str, limit: int | None, seed: int) -
     return rows.sort_values("study_id").to_dict("records")
 
 
+def training_callbacks(work: Path) -> list:
+    """The U-Net training's callbacks; the first keeps the best checkpoint by val Dice.
+
+    ``last.ckpt`` is written after every epoch with the global and the augmentation RNG
+    states: a killed training resumes where it stopped and ends as the uninterrupted one
+    (see resume.py).
+    """
+    best = ModelCheckpoint(
+        dirpath=work,
+        filename="best",
+        monitor="seg/val_dice",
+        mode="max",
+        save_top_k=1,
+        save_last=False,
+    )
+    return [best, every_epoch_checkpoint(work), RngStateCallback(), TransformRngStateCallback()]
+
+
 def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
     seg = ctx.cfg.segmentation
     L.seed_everything(ctx.cfg.seed, workers=True, verbose=False)
@@ -83,22 +101,8 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
         seg.num_workers,
     )
     work = out_dir / "train"
-    checkpoint = ModelCheckpoint(
-        dirpath=work,
-        filename="best",
-        monitor="seg/val_dice",
-        mode="max",
-        save_top_k=1,
-        save_last=False,
-    )
-    # last.ckpt after every epoch with the global and the augmentation RNG states: a killed
-    # training resumes where it stopped and ends as the uninterrupted one (see resume.py).
-    callbacks = [
-        checkpoint,
-        every_epoch_checkpoint(work),
-        RngStateCallback(),
-        TransformRngStateCallback(),
-    ]
+    callbacks = training_callbacks(work)
+    checkpoint = callbacks[0]
     trainer = build_trainer(ctx.cfg.trainer, seg.max_epochs, work, callbacks=callbacks)
     last = work / "last.ckpt"
     resume = str(last) if ctx.cfg.resume and last.is_file() else None
