@@ -46,8 +46,8 @@ def load_models(args, texture_dim: int):
     from osteo.classification.hparams import classifier_config
     from osteo.classification.module import OsteoporosisModule
     from osteo.config import load_config
+    from osteo.segmentation.masks import load_segmentation_model
     from osteo.segmentation.module import FemurSegmentationModule
-    from osteo.segmentation.predict import load_segmentation_model
 
     torch.manual_seed(0)
     if args.seg_checkpoint:
@@ -81,10 +81,10 @@ def segmenter_description() -> str:
 
 
 def time_one(study, models, extractor, mask_cache, args, trained_segmenter: bool) -> dict:
-    from osteo.data.hips import extract_hip_pair, hip_crop_centre
+    from osteo.classification.hips import extract_hip_pair, hip_crop_centre
     from osteo.data.io import read_radiograph
-    from osteo.radiomics.roi import place_rois
-    from osteo.segmentation.predict import predict_masks
+    from osteo.roi.geometry import place_rois
+    from osteo.segmentation.masks import predict_masks
 
     segmenter, classifier = models
     seconds = {}
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
 
     from osteo.data.manifest import load_manifest
     from osteo.radiomics import DEFAULT_PARAMS_PATH, RadiomicsExtractor
-    from osteo.segmentation.predict import MaskCache
+    from osteo.segmentation.masks import MaskCache
 
     env = environment()
     with tempfile.TemporaryDirectory() as tmp:

@@ -121,7 +121,7 @@ def cohort_items(manifest_path: Path, n: int) -> list[StudyItem]:
     reference ROI boxes (latent.csv)."""
     import csv
 
-    from osteo.pipeline.roi_stage import load_reference_boxes
+    from osteo.roi.stage import load_reference_boxes
 
     boxes = load_reference_boxes(manifest_path)
     if boxes is None:

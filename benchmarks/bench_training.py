@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
-    from osteo.data.datamodules import HipDataModule
+    from osteo.classification.datamodule import HipDataModule
 
     env = environment()
     n_batches = args.steps + args.warmup

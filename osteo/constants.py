@@ -12,8 +12,8 @@ __all__ = [
     "TEST_SPLITS",
 ]
 
-# The femur mask contract (DESIGN.md): 0 background, 1 the patient's right femur (image left),
-# 2 the patient's left femur (image right).
+# The femur mask contract (docs/architecture.md): 0 background, 1 the patient's right femur
+# (image left), 2 the patient's left femur (image right).
 RIGHT_FEMUR = 1
 LEFT_FEMUR = 2
 FEMUR_LABELS: tuple[tuple[str, int], ...] = (("right", RIGHT_FEMUR), ("left", LEFT_FEMUR))

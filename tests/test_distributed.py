@@ -1,7 +1,7 @@
 """Scale-out: the main command as a two-process DDP job launched by torchrun, on CPU.
 
 torchrun starts both ranks before any code runs, so the pipeline joins the process group at
-start-up (``osteo.pipeline.trainer.start_distributed``): rank zero writes the run folder, the
+start-up (``osteo.pipeline.distributed.start_distributed``): rank zero writes the run folder, the
 radiomics extraction is split across the ranks into the shared feature store, and the job
 exits 0 (a gloo group left alive at exit would abort it with code 134).
 """

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from osteo.data.datamodules import HipDataModule, Standardizer
-from osteo.data.hips import extract_hip_crop, hip_crop_centre
+from osteo.classification.datamodule import HipDataModule
+from osteo.classification.hips import extract_hip_crop, hip_crop_centre
+from osteo.classification.inputs import Standardizer
 
 
 def fake_split(n: int, offset: float, seed: int, texture_dim: int = 6, positives: int = 3) -> dict:

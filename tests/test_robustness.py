@@ -287,7 +287,7 @@ def test_feature_store_write_killed_midway_leaves_no_valid_entry(tmp_path):
 def test_mask_cache_write_killed_midway_leaves_no_valid_entry(tmp_path):
     import SimpleITK as sitk
 
-    from osteo.segmentation import predict as predict_module
+    from osteo.segmentation import masks as predict_module
 
     cache = predict_module.MaskCache(tmp_path / "masks")
     key = cache.key("checkpoint", "image")
@@ -323,9 +323,9 @@ class Payload:
 
 
 def test_checkpoints_and_caches_with_pickled_objects_are_refused(tiny_run, tmp_path):
-    from osteo.data.datamodules import load_split_tensors
+    from osteo.classification.datamodule import load_split_tensors
+    from osteo.segmentation.masks import load_segmentation_model
     from osteo.segmentation.module import FemurSegmentationModule
-    from osteo.segmentation.predict import load_segmentation_model
 
     marker = tmp_path / "code_ran"
     run = tmp_path / "run"

@@ -7,7 +7,7 @@ import pytest
 from femur_phantom import pelvis_label_map, right_femur_mask
 from scipy import ndimage
 
-from osteo.radiomics.roi import (
+from osteo.roi.geometry import (
     RoiSettings,
     box_inside_mask,
     box_iou,

@@ -9,15 +9,15 @@ import SimpleITK as sitk
 import torch
 from femur_phantom import pelvis_label_map
 
-from osteo.data.datamodules import SegmentationDataModule
 from osteo.segmentation import FemurSegmentationModule, list_segmentation_networks
-from osteo.segmentation.networks import create_segmentation_network
-from osteo.segmentation.predict import (
+from osteo.segmentation.datamodule import SegmentationDataModule
+from osteo.segmentation.masks import (
     MaskCache,
     load_segmentation_model,
     postprocess_mask,
     predict_masks,
 )
+from osteo.segmentation.networks import create_segmentation_network
 
 SPACING = 1.6  # mm per pixel of the toy radiographs
 
@@ -146,7 +146,7 @@ class _StopAfterFirstEpoch(L.Callback):
 
 
 def _fit_segmentation(toy_rows, folder, extra_callbacks=(), ckpt_path=None):
-    from osteo.pipeline.segmentation_stage import training_callbacks
+    from osteo.segmentation.stage import training_callbacks
 
     L.seed_everything(0, workers=True, verbose=False)
     module = FemurSegmentationModule(

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from osteo.config import ConfigError, load_config  # noqa: E402
 from osteo.data.manifest import ManifestError  # noqa: E402
-from osteo.pipeline.extract import extract_radiomics  # noqa: E402
-from osteo.pipeline.trainer import is_global_zero  # noqa: E402
+from osteo.pipeline.distributed import is_global_zero  # noqa: E402
+from osteo.pipeline.precompute import extract_radiomics  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

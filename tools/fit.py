@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from osteo.config import ConfigError, load_config  # noqa: E402
 from osteo.data.manifest import ManifestError  # noqa: E402
 from osteo.pipeline import run_pipeline  # noqa: E402
+from osteo.pipeline.distributed import is_global_zero  # noqa: E402
 from osteo.pipeline.runner import check_config  # noqa: E402
 from osteo.pipeline.summary import format_run_summary  # noqa: E402
-from osteo.pipeline.trainer import is_global_zero  # noqa: E402
 from osteo.sweeps.naming import name_from_overrides  # noqa: E402
 
 

@@ -11,7 +11,6 @@ import warnings
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
@@ -31,6 +30,7 @@ from monai.transforms import (
 )
 
 from osteo.data.io import MissingSpacingWarning, read_radiograph
+from osteo.data.masks import MaskFormatError, read_label_map
 
 __all__ = [
     "LoadRadiographd",
@@ -42,16 +42,10 @@ __all__ = [
 
 def read_mask(path: str) -> np.ndarray:
     """A femur label map (uint8; 0 background, 1 right femur, 2 left femur)."""
-    image = sitk.ReadImage(str(path))
-    array = sitk.GetArrayFromImage(image)
-    if array.ndim == 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim != 2:
-        raise ValueError(f"{path}: mask must be a 2D label map, got shape {array.shape}")
-    labels = set(np.unique(array).tolist())
-    if not labels <= {0, 1, 2}:
-        raise ValueError(f"{path}: mask labels {sorted(labels)}; expected only 0, 1 and 2")
-    return array.astype(np.uint8)
+    try:
+        return read_label_map(path)[0]
+    except MaskFormatError as err:
+        raise MaskFormatError(f"{path}: {err}") from None
 
 
 def _as_meta_tensor(array: np.ndarray, spacing: tuple[float, float], path: str) -> MetaTensor:

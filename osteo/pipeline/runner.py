@@ -7,25 +7,25 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from osteo.config import ConfigError, save_config
-from osteo.pipeline.classifier_stage import (
+from osteo.classification.stage import (
     build_split_tensors,
     run_classifier_stage,
     select_studies,
 )
+from osteo.config import ConfigError, save_config
+from osteo.data.stage import run_data_stage
+from osteo.evaluation.stage import run_evaluation_stage
 from osteo.pipeline.context import RunContext, StageRecord
-from osteo.pipeline.data_stage import run_data_stage
-from osteo.pipeline.evaluation_stage import run_evaluation_stage
-from osteo.pipeline.radiomics_stage import run_radiomics_stage
-from osteo.pipeline.roi_stage import run_roi_stage
-from osteo.pipeline.segmentation_stage import run_segmentation_stage
-from osteo.pipeline.trainer import (
+from osteo.pipeline.distributed import (
     finish_distributed,
     is_global_zero,
     start_distributed,
     wait_for_all_ranks,
 )
 from osteo.pipeline.wandb_logging import log_run_results
+from osteo.radiomics.stage import run_radiomics_stage
+from osteo.roi.stage import run_roi_stage
+from osteo.segmentation.stage import run_segmentation_stage
 
 __all__ = ["RunResult", "run_pipeline", "check_config"]
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from osteo.classification.inputs import clinical_vector
 from osteo.data.manifest import AGE_RANGE, WEIGHT_RANGE_KG
 
 __all__ = ["CLINICAL_FIELDS", "ClinicalValues", "resolve_clinical", "check_option"]
@@ -35,15 +36,7 @@ class ClinicalValues:
 
     def vector(self) -> np.ndarray:
         """``[age, sex_male, weight]`` in the data module's order; NaN where missing."""
-        age, sex, weight = (self.values.get(n) for n in CLINICAL_FIELDS)
-        return np.array(
-            [
-                np.nan if age is None else float(age),
-                {"M": 1.0, "F": 0.0}.get(sex, np.nan) if sex is not None else np.nan,
-                np.nan if weight is None else float(weight),
-            ],
-            dtype=np.float32,
-        )
+        return clinical_vector(*(self.values.get(n) for n in CLINICAL_FIELDS))
 
     def missing_message(self, head: str) -> str:
         names = self.missing

@@ -18,9 +18,9 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402  (Pillow: matplotlib's own PNG writer)
 
-from osteo.predict.features import HipCrop  # noqa: E402
-from osteo.radiomics.overlay import draw_overlay  # noqa: E402
-from osteo.radiomics.roi import RoiResult  # noqa: E402
+from osteo.classification.inputs import HipCrop  # noqa: E402
+from osteo.roi.geometry import RoiResult  # noqa: E402
+from osteo.roi.overlay import draw_overlay  # noqa: E402
 
 __all__ = ["save_prediction_overlay", "heat_rgba"]
 

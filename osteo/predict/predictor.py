@@ -16,16 +16,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from osteo.classification.inputs import (
+    InputError,
+    crop_tensor,
+    hip_crops,
+    standardise,
+    texture_features,
+)
 from osteo.data.io import MissingSpacingWarning, RadiographReadError, read_radiograph
 from osteo.data.manifest import hash_identifier
 from osteo.predict.clinical import ClinicalValues, resolve_clinical
 from osteo.predict.explain import explain_prediction
-from osteo.predict.features import InputError, hip_crops, standardise, texture_features
 from osteo.predict.image_checks import MAX_MEGAPIXELS, check_image_size, quality_flags
 from osteo.predict.inputs import StudyInput
 from osteo.predict.masks import MaskError
 from osteo.predict.trained_run import TrainedRun
-from osteo.radiomics.roi import RoiResult, RoiSettings, place_rois
+from osteo.roi.geometry import RoiResult, RoiSettings, place_rois
 
 __all__ = ["PredictionSettings", "StudyResult", "Predictor", "public_id"]
 
@@ -199,7 +205,7 @@ class Predictor:
                 run.card["crop_size"],
             )
             for side, crop in crops.items():
-                inputs.batch[side] = torch.from_numpy(crop.pixels)[None, None]
+                inputs.batch[side] = crop_tensor(crop.pixels)[None, None]
         if "texture" in run.inputs:
             values, failures = texture_features(
                 self.extractor, radiograph.pixels, result.rois, radiograph.spacing

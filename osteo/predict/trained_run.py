@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from osteo.data.datamodules import Standardizer
+from osteo.classification.inputs import Standardizer
 from osteo.hashing import file_digest
 
 __all__ = ["RunFolderError", "TrainedRun", "load_trained_run", "resolve_device"]

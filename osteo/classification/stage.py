@@ -23,20 +23,22 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from tqdm.auto import tqdm
 
-from osteo.data.datamodules import CLINICAL_NAMES, HipDataModule
-from osteo.data.hips import extract_hip_pair, hip_crop_centre
+from osteo.classification.datamodule import HipDataModule
+from osteo.classification.inputs import CLINICAL_NAMES, CROP_DTYPE, clinical_vector, hip_crops
+from osteo.constants import SPLITS, TEST_SPLITS
 from osteo.data.io import MissingSpacingWarning, read_radiograph
 from osteo.data.manifest import hash_identifier
+from osteo.data.masks import read_label_map
+from osteo.data.stage import CohortData
+from osteo.files import atomic_open, atomic_path, write_json_atomic, write_text_atomic
 from osteo.hashing import digest, file_digest
-from osteo.pipeline.context import RunContext, write_json_atomic, write_text_atomic
-from osteo.pipeline.data_stage import CohortData
+from osteo.pipeline.context import RunContext
+from osteo.pipeline.distributed import build_trainer, is_global_zero
 from osteo.pipeline.resume import RngStateCallback, every_epoch_checkpoint
-from osteo.pipeline.roi_stage import RoiOutput, _read_mask_with_spacing, roi_settings_from_config
-from osteo.pipeline.segmentation_stage import SegmentationOutput
-from osteo.pipeline.trainer import build_trainer, is_global_zero
+from osteo.roi.stage import RoiOutput, roi_settings_from_config
+from osteo.segmentation.stage import SegmentationOutput
 
 __all__ = [
-    "EVAL_SPLITS",
     "ClassifierOutput",
     "select_studies",
     "build_split_tensors",
@@ -44,10 +46,6 @@ __all__ = [
     "classifier_settings",
     "write_inference_card",
 ]
-
-MODEL_SPLITS = ("train", "val", "internal_test", "external_test")
-EVAL_SPLITS = ("val", "internal_test", "external_test")
-
 
 @dataclass
 class ClassifierOutput:
@@ -59,7 +57,7 @@ def select_studies(
     data: CohortData, seg: SegmentationOutput
 ) -> tuple[dict[str, list[str]], pd.DataFrame]:
     """Study ids per split that every head can use, and the excluded ones with reasons."""
-    chosen: dict[str, list[str]] = {s: [] for s in MODEL_SPLITS}
+    chosen: dict[str, list[str]] = {s: [] for s in SPLITS}
     excluded = []
     for row in data.manifest.itertuples(index=False):
         if row.split not in chosen:
@@ -79,30 +77,21 @@ def select_studies(
     return chosen, pd.DataFrame(excluded, columns=["study_id", "split", "reason"])
 
 
-def _clinical_row(row) -> list[float]:
-    sex = {"M": 1.0, "F": 0.0}.get(row.sex, np.nan)
-    return [
-        float(row.age) if pd.notna(row.age) else np.nan,
-        sex,
-        float(row.weight) if pd.notna(row.weight) else np.nan,
-    ]
-
-
 def _crops(row, seg: SegmentationOutput, rois: RoiOutput, crop_mm: float, size: int):
+    """(right, left) hip crops of one manifest row, by the builder prediction uses too."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingSpacingWarning)
         radiograph = read_radiograph(row.image_path)
-    label_map, mask_spacing = _read_mask_with_spacing(seg.masks[row.study_id])
-    spacing = radiograph.spacing or mask_spacing
-    result = rois.rois.get(row.study_id)
-    centres = {}
-    for side, label in (("right", 1), ("left", 2)):
-        boxes = result.hips[side].boxes if result is not None else {}
-        centre = hip_crop_centre(boxes, label_map, label)
-        if centre is None:
-            raise ValueError(f"no {side} femur to centre the hip crop on")
-        centres[side] = centre
-    return extract_hip_pair(radiograph.pixels, spacing, centres, crop_mm, size)
+    label_map, mask_spacing = read_label_map(seg.masks[row.study_id])
+    crops = hip_crops(
+        radiograph.pixels,
+        radiograph.spacing or mask_spacing,
+        label_map,
+        rois.rois.get(row.study_id),
+        crop_mm,
+        size,
+    )
+    return crops["right"].pixels, crops["left"].pixels
 
 
 def build_split_tensors(
@@ -135,8 +124,8 @@ def build_split_tensors(
         part = rows.loc[ids]
         tensors = {
             "study_id": list(ids),
-            "clinical": torch.tensor(
-                [_clinical_row(r) for r in part.itertuples()], dtype=torch.float32
+            "clinical": torch.from_numpy(
+                np.stack([clinical_vector(r.age, r.sex, r.weight) for r in part.itertuples()])
             ),
             "clinical_names": list(CLINICAL_NAMES),
             "label": torch.tensor(part["label"].to_numpy(dtype=float), dtype=torch.float32),
@@ -150,7 +139,7 @@ def build_split_tensors(
             tensors["texture_names"] = list(selected.feature_names)
         if with_crops:
             size = train.crop_size
-            right = torch.empty(len(ids), 1, size, size, dtype=torch.float16)
+            right = torch.empty(len(ids), 1, size, size, dtype=CROP_DTYPE)
             left = torch.empty_like(right)
             for i, row in enumerate(
                 tqdm(list(part.itertuples()), desc=f"hip crops {split}", disable=not progress)
@@ -158,10 +147,8 @@ def build_split_tensors(
                 r, lft = _crops(row, seg, rois, train.crop_mm, size)
                 right[i, 0], left[i, 0] = torch.from_numpy(r), torch.from_numpy(lft)
             tensors["right"], tensors["left"] = right, left
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(tensors, tmp)
-        tmp.replace(path)
+        with atomic_path(path, suffix=".pt") as temporary:
+            torch.save(tensors, temporary)
     return paths, key
 
 
@@ -192,7 +179,7 @@ def classifier_settings(ctx: RunContext, texture_dim: int, pos_weight: float | N
         imbalance=imbalance,
         pos_weight=pos_weight if imbalance == "pos_weight" else None,
         focal_gamma=model.focal_gamma,
-        test_splits=["internal_test", "external_test"],
+        test_splits=list(TEST_SPLITS),
     )
 
 
@@ -378,9 +365,8 @@ def run_classifier_stage(
             if not is_global_zero():
                 return None
             best = Path(callbacks[0].best_model_path or last)
-            tmp = ckpt_dir / ".model.ckpt.tmp"
-            tmp.write_bytes(best.read_bytes())
-            tmp.replace(final)
+            with atomic_path(final, suffix=".ckpt") as temporary:
+                temporary.write_bytes(best.read_bytes())
             write_text_atomic(key_file, key + "\n")
             module = OsteoporosisModule.load_from_checkpoint(
                 final, map_location="cpu", weights_only=True
@@ -388,9 +374,8 @@ def run_classifier_stage(
         write_json_atomic(ctx.run_dir / "scalers.json", datamodule.state_dict())
         write_inference_card(ctx, settings, segmentation_checkpoint)
         predictions = _predictions(module, datamodule, data, ctx)
-        tmp = ctx.run_dir / ".predictions.csv.tmp"
-        predictions.to_csv(tmp, index=False)
-        tmp.replace(ctx.run_dir / "predictions.csv")
+        with atomic_open(ctx.run_dir / "predictions.csv") as stream:
+            predictions.to_csv(stream, index=False)
         record.figures.update(
             {
                 "head": settings.head,

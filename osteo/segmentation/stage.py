@@ -2,7 +2,7 @@
 
 The trained model is cached under ``cache/segmentation/<key>/model.ckpt`` where the key
 hashes the training images and masks, the segmentation and trainer settings and the library
-versions; masks are cached per (checkpoint, image) by ``osteo.segmentation.predict``.
+versions; masks are cached per (checkpoint, image) by ``osteo.segmentation.masks``.
 """
 
 from __future__ import annotations
@@ -15,32 +15,29 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from osteo.data.datamodules import SegmentationDataModule
+from osteo.constants import FEMUR_LABELS
+from osteo.data.masks import missing_femurs, read_label_map
+from osteo.data.stage import CohortData
+from osteo.files import atomic_path
 from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext
-from osteo.pipeline.data_stage import CohortData
-from osteo.pipeline.resume import (
-    RngStateCallback,
-    TransformRngStateCallback,
-    every_epoch_checkpoint,
-)
-from osteo.pipeline.trainer import (
+from osteo.pipeline.distributed import (
     build_trainer,
     distributed_rank_and_size,
     gather_from_ranks,
     is_global_zero,
 )
-from osteo.segmentation.module import FemurSegmentationModule
-from osteo.segmentation.predict import (
-    MaskCache,
-    load_segmentation_model,
-    missing_femurs,
-    predict_masks,
+from osteo.pipeline.resume import (
+    RngStateCallback,
+    TransformRngStateCallback,
+    every_epoch_checkpoint,
 )
+from osteo.segmentation.datamodule import SegmentationDataModule
+from osteo.segmentation.masks import MaskCache, load_segmentation_model, predict_masks
+from osteo.segmentation.module import FemurSegmentationModule
 
 __all__ = ["SegmentationOutput", "run_segmentation_stage", "dice_per_femur"]
 
@@ -110,22 +107,16 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
     final = out_dir / "model.ckpt"
     if is_global_zero():
         best = Path(checkpoint.best_model_path or last)
-        tmp = out_dir / ".model.ckpt.tmp"
-        shutil.copyfile(best, tmp)
-        tmp.replace(final)
+        with atomic_path(final, suffix=".ckpt") as temporary:
+            shutil.copyfile(best, temporary)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return final
 
 
-def _read_label_map(path: str | Path) -> np.ndarray:
-    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-    return array[0] if array.ndim == 3 else array
-
-
 def dice_per_femur(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     out = {}
-    for name, label in (("right", 1), ("left", 2)):
+    for name, label in FEMUR_LABELS:
         p, t = predicted == label, truth == label
         denominator = p.sum() + t.sum()
         out[name] = float(2.0 * (p & t).sum() / denominator) if denominator else 1.0
@@ -137,7 +128,7 @@ def _dice_figures(data: CohortData, masks: dict[str, Path]) -> dict:
     table = data.manifest[data.manifest["mask_path"].notna()]
     for split, part in table.groupby("split"):
         scores = [
-            dice_per_femur(_read_label_map(masks[s]), _read_label_map(m))
+            dice_per_femur(read_label_map(masks[s])[0], read_label_map(m)[0])
             for s, m in zip(part["study_id"], part["mask_path"], strict=True)
             if s in masks
         ]
@@ -165,7 +156,7 @@ def _manifest_masks(data: CohortData, record) -> SegmentationOutput:
     masks = {s: Path(p) for s, p in zip(table["study_id"], table["mask_path"], strict=True)}
     failures = {}
     for study_id, path in masks.items():
-        flags = missing_femurs(_read_label_map(path))
+        flags = missing_femurs(read_label_map(path)[0])
         if flags:
             failures[study_id] = "; ".join(flags)
     record.status = "skipped"

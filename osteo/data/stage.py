@@ -18,7 +18,7 @@ from osteo.data.manifest import (
 )
 from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext
-from osteo.pipeline.trainer import is_global_zero, wait_for_all_ranks
+from osteo.pipeline.distributed import is_global_zero, wait_for_all_ranks
 
 __all__ = ["CohortData", "run_data_stage", "ensure_manifest"]
 

@@ -27,6 +27,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.signal import find_peaks
 
+from osteo.constants import FEMUR_LABELS as MASK_LABELS
+
 __all__ = [
     "ROI_ALGORITHM_VERSION",
     "RoiSettings",
@@ -45,7 +47,7 @@ __all__ = [
 ROI_ALGORITHM_VERSION = 6
 SIDES = ("right", "left")  # the patient's sides
 ROI_NAMES = ("neck", "cortex")
-FEMUR_LABELS = {"right": 1, "left": 2}  # DESIGN.md: 1 = patient's right femur (image left)
+FEMUR_LABELS = dict(MASK_LABELS)  # side -> label: 1 = patient's right femur (image left)
 
 Box = tuple[int, int, int, int]  # (row0, col0, row1, col1), half-open, full-image pixels
 

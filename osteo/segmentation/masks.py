@@ -8,8 +8,6 @@ second run over the same data reads every mask from disk.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,10 @@ from monai.transforms import AsDiscreted, Compose, Invertd
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from osteo.constants import FEMUR_LABELS
+from osteo.data.masks import missing_femurs, read_label_map
 from osteo.data.transforms import segmentation_inference_transforms
+from osteo.files import atomic_path
 from osteo.hashing import file_digest
 
 __all__ = [
@@ -43,7 +44,7 @@ def postprocess_mask(label_map: np.ndarray) -> np.ndarray:
     would break the distance transform used to find the femoral head.
     """
     out = np.zeros(label_map.shape, dtype=np.uint8)
-    for label in (1, 2):
+    for _, label in FEMUR_LABELS:
         components, count = ndimage.label(label_map == label)
         if count == 0:
             continue
@@ -82,30 +83,14 @@ class MaskCache:
 
     def put(self, key: str, mask: np.ndarray, spacing: tuple[float, float] | None) -> Path:
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         image = sitk.GetImageFromArray(mask.astype(np.uint8))
         if spacing is not None:
             image.SetSpacing((float(spacing[1]), float(spacing[0])))
-        # Write to a temporary file in the same folder, then rename: a reader (another rank,
-        # a later run) sees either no entry or a complete one, never a half-written PNG.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png", prefix=".tmp-")
-        os.close(fd)
-        try:
-            sitk.WriteImage(image, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # A reader (another rank, a later run) sees either no entry or a complete one, never
+        # a half-written PNG; SimpleITK picks the format by the temporary name's suffix.
+        with atomic_path(path, suffix=".png") as temporary:
+            sitk.WriteImage(image, str(temporary))
         return path
-
-
-def missing_femurs(label_map: np.ndarray) -> list[str]:
-    """Quality flags for a predicted label map: a femur the network did not find."""
-    return [
-        f"{name} femur not found"
-        for name, label in (("right", 1), ("left", 2))
-        if not (label_map == label).any()
-    ]
 
 
 @dataclass
@@ -153,7 +138,7 @@ def predict_masks(
             continue
         hit = cache.get(key)
         if hit is not None:
-            label_map = sitk.GetArrayFromImage(sitk.ReadImage(str(hit)))
+            label_map, _ = read_label_map(hit)
             results[study_id] = MaskPrediction(study_id, hit, True, None, missing_femurs(label_map))
         else:
             todo.append((study_id, image_path, key))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from osteo.data.stage import CohortData
 from osteo.hashing import digest
 from osteo.pipeline.context import RunContext
-from osteo.pipeline.data_stage import CohortData
-from osteo.pipeline.roi_stage import RoiOutput
-from osteo.pipeline.segmentation_stage import SegmentationOutput
-from osteo.pipeline.trainer import distributed_rank_and_size, gather_from_ranks
+from osteo.pipeline.distributed import distributed_rank_and_size, gather_from_ranks
+from osteo.roi.stage import RoiOutput
+from osteo.segmentation.stage import SegmentationOutput
 
 __all__ = ["run_radiomics_stage", "study_items", "build_feature_store"]
 

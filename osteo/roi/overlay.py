@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from osteo.radiomics.roi import RoiResult  # noqa: E402
+from osteo.roi.geometry import RoiResult  # noqa: E402
 
 __all__ = ["draw_overlay", "save_overlay", "save_contact_sheet"]
 

@@ -1,152 +1,24 @@
-"""LightningDataModules over the manifest: femur segmentation (and, later, the hip classifier)."""
+"""The LightningDataModule of the hip classifier, over one tensor file per split."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from monai.data import CacheDataset, DataLoader
 from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import Dataset, WeightedRandomSampler
 
-from osteo.data.transforms import segmentation_transforms
+from osteo.classification.inputs import CLINICAL_NAMES, Standardizer
+from osteo.constants import EVALUATED_SPLITS
 
 __all__ = [
-    "SegmentationDataModule",
     "HipDataModule",
     "HipDataset",
-    "Standardizer",
-    "CLINICAL_NAMES",
     "load_split_tensors",
 ]
-
-
-def _records(rows: Sequence[dict]) -> list[dict]:
-    out = []
-    for row in rows:
-        if not row.get("mask_path"):
-            raise ValueError(
-                f"study {row.get('study_id')!r} has no mask_path; "
-                "segmentation training needs a mask for every study it uses"
-            )
-        out.append(
-            {"image": row["image_path"], "mask": row["mask_path"], "study_id": row["study_id"]}
-        )
-    return out
-
-
-class SegmentationDataModule(L.LightningDataModule):
-    """Train/val data for ``FemurSegmentationModule`` from manifest rows that have masks.
-
-    The deterministic part (reading, resampling, intensity scaling, padding) is cached in
-    memory by MONAI's ``CacheDataset``; augmentation runs on the training split only.
-    """
-
-    def __init__(
-        self,
-        train_rows: Sequence[dict],
-        val_rows: Sequence[dict],
-        spacing_mm: float = 2.0,
-        spatial_size: Sequence[int] = (256, 256),
-        batch_size: int = 8,
-        num_workers: int = 0,
-        cache_rate: float = 1.0,
-    ) -> None:
-        super().__init__()
-        if not train_rows:
-            raise ValueError("SegmentationDataModule: no training studies with masks")
-        if not val_rows:
-            raise ValueError("SegmentationDataModule: no validation studies with masks")
-        self.train_records = _records(train_rows)
-        self.val_records = _records(val_rows)
-        self.spacing_mm = spacing_mm
-        self.spatial_size = tuple(spatial_size)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.cache_rate = cache_rate
-
-    def setup(self, stage: str | None = None) -> None:
-        if getattr(self, "train_set", None) is not None:
-            return
-        self.train_set = CacheDataset(
-            self.train_records,
-            segmentation_transforms(self.spacing_mm, self.spatial_size, train=True),
-            cache_rate=self.cache_rate,
-            num_workers=None,
-            progress=False,
-        )
-        self.val_set = CacheDataset(
-            self.val_records,
-            segmentation_transforms(self.spacing_mm, self.spatial_size, train=False),
-            cache_rate=self.cache_rate,
-            num_workers=None,
-            progress=False,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.train_set,
-            batch_size=self.batch_size,
-            shuffle=True,
-            num_workers=self.num_workers,
-            drop_last=len(self.train_set) > self.batch_size,
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers
-        )
-
-
-# --------------------------------------------------------------------------- classifier data
-
-CLINICAL_NAMES = ("age", "sex_male", "weight")
-
-
-class Standardizer:
-    """Per-feature mean, std and median fitted on the training split only, saved with the model.
-
-    The median fills missing values (when the policy allows it) before standardising.
-    """
-
-    def __init__(self, mean, std, medians, names: Sequence[str]) -> None:
-        self.mean = np.asarray(mean, dtype=np.float32)
-        self.std = np.asarray(std, dtype=np.float32)
-        self.medians = np.asarray(medians, dtype=np.float32)
-        self.names = list(names)
-
-    @classmethod
-    def fit(cls, values: np.ndarray, names: Sequence[str]) -> Standardizer:
-        values = np.where(np.isfinite(values), values, np.nan)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are handled below
-            mean = np.nanmean(values, axis=0)
-            std = np.nanstd(values, axis=0)
-            medians = np.nanmedian(values, axis=0)
-        # A constant feature (std 0) carries nothing; dividing by 1 keeps it finite.
-        std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
-        mean = np.where(np.isfinite(mean), mean, 0.0)
-        medians = np.where(np.isfinite(medians), medians, 0.0)
-        return cls(mean, std, medians, names)
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        return ((values - self.mean) / self.std).astype(np.float32)
-
-    def state_dict(self) -> dict:
-        return {
-            "mean": self.mean.tolist(),
-            "std": self.std.tolist(),
-            "medians": self.medians.tolist(),
-            "names": self.names,
-        }
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> Standardizer:
-        return cls(state["mean"], state["std"], state["medians"], state["names"])
 
 
 def load_split_tensors(path: str | Path) -> dict:
@@ -301,7 +173,7 @@ class HipDataModule(L.LightningDataModule):
     def dataset(self, name: str, augment: bool = False) -> HipDataset:
         return HipDataset(self.splits[name], self.inputs, augment, self.seed)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> TorchDataLoader:
         dataset = self.dataset("train", augment=True)
         sampler = None
         if self.class_balance == "sampler":
@@ -337,7 +209,7 @@ class HipDataModule(L.LightningDataModule):
         return self._eval_loader("val")
 
     def predict_split_names(self) -> list[str]:
-        return [n for n in ("val", "internal_test", "external_test") if n in self.splits]
+        return [n for n in EVALUATED_SPLITS if n in self.splits]
 
     def predict_dataloader(self) -> list[TorchDataLoader]:
         return [self._eval_loader(name) for name in self.predict_split_names()]

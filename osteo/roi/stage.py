@@ -15,15 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 from tqdm.auto import tqdm
 
+from osteo.data.masks import read_label_map
+from osteo.data.stage import CohortData
+from osteo.files import atomic_open, write_json_atomic
 from osteo.hashing import digest, file_digest
-from osteo.pipeline.context import RunContext, write_json_atomic
-from osteo.pipeline.data_stage import CohortData
-from osteo.pipeline.segmentation_stage import SegmentationOutput
-from osteo.pipeline.trainer import is_global_zero
-from osteo.radiomics.roi import (
+from osteo.pipeline.context import RunContext
+from osteo.pipeline.distributed import is_global_zero
+from osteo.roi.geometry import (
+    FEMUR_LABELS,
     ROI_ALGORITHM_VERSION,
     ROI_NAMES,
     SIDES,
@@ -34,6 +35,7 @@ from osteo.radiomics.roi import (
     box_iou,
     place_rois,
 )
+from osteo.segmentation.stage import SegmentationOutput
 
 __all__ = ["RoiOutput", "run_roi_stage", "roi_settings_from_config", "load_reference_boxes"]
 
@@ -51,13 +53,6 @@ def roi_settings_from_config(cfg) -> RoiSettings:
     return RoiSettings(
         **{f.name: getattr(section, f.name) for f in fields(RoiSettings) if f.name in section}
     )
-
-
-def _read_mask_with_spacing(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
-    image = sitk.ReadImage(str(path))
-    array = sitk.GetArrayFromImage(image)
-    sx, sy = image.GetSpacing()[:2]
-    return (array[0] if array.ndim == 3 else array), (float(sy), float(sx))
 
 
 def _result_to_json(result: RoiResult) -> dict:
@@ -86,7 +81,7 @@ def _place_one(args: tuple[str, str, RoiSettings, str]) -> tuple[str, dict]:
     cache_path = Path(cache_file)
     if cache_path.is_file():
         return study_id, json.loads(cache_path.read_text())
-    label_map, spacing = _read_mask_with_spacing(Path(mask_path))
+    label_map, spacing = read_label_map(Path(mask_path))
     data = _result_to_json(place_rois(label_map, spacing, settings))
     write_json_atomic(cache_path, data)
     return study_id, data
@@ -135,9 +130,9 @@ def _quality_figures(
         mask_path = truth.get(study_id) or masks.get(study_id)
         if mask_path is None:
             continue
-        label_map, _ = _read_mask_with_spacing(Path(mask_path))
+        label_map, _ = read_label_map(Path(mask_path))
         for side, hip in result.hips.items():
-            femur = label_map == (1 if side == "right" else 2)
+            femur = label_map == FEMUR_LABELS[side]
             # The cortex box covers the bone edge by design: it must be mostly bone.
             inside.append(
                 all(
@@ -183,9 +178,8 @@ def _write_table(path: Path, rois: dict[str, RoiResult], write: bool = True) -> 
                 )
     table = pd.DataFrame(rows)
     if write:
-        tmp = path.with_name(f".{path.name}.tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(path)
+        with atomic_open(path) as stream:
+            table.to_csv(stream, index=False)
     return table
 
 
@@ -197,7 +191,7 @@ def _contact_sheets(
     per_split: int = 24,
 ) -> None:
     from osteo.data.io import read_radiograph
-    from osteo.radiomics.overlay import save_contact_sheet
+    from osteo.roi.overlay import save_contact_sheet
 
     for split, part in data.manifest.groupby("split"):
         ids = [s for s in part["study_id"] if s in rois]
@@ -207,7 +201,7 @@ def _contact_sheets(
         for index, study_id in enumerate(ids):
             image_path = part.loc[part["study_id"] == study_id, "image_path"].iloc[0]
             pixels = read_radiograph(image_path).pixels
-            label_map, _ = _read_mask_with_spacing(masks[study_id])
+            label_map, _ = read_label_map(masks[study_id])
             # Titles are positions, not study ids: review images carry no identifiers.
             items.append((f"{split} #{index + 1}", pixels, label_map, rois[study_id]))
         if items:
@@ -219,12 +213,12 @@ def _per_study_overlays(
 ) -> None:
     from osteo.data.io import read_radiograph
     from osteo.data.manifest import hash_identifier
-    from osteo.radiomics.overlay import save_overlay
+    from osteo.roi.overlay import save_overlay
 
     for row in data.manifest.itertuples(index=False):
         if row.study_id not in rois:
             continue
-        label_map, _ = _read_mask_with_spacing(masks[row.study_id])
+        label_map, _ = read_label_map(masks[row.study_id])
         name = hash_identifier(row.study_id)  # file names carry no identifiers
         save_overlay(
             ctx.run_dir / "overlays" / row.split / f"{name}.png",

@@ -13,14 +13,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from osteo.classification.stage import select_studies
 from osteo.config import save_config
-from osteo.pipeline.classifier_stage import select_studies
+from osteo.data.stage import run_data_stage
 from osteo.pipeline.context import RunContext, StageRecord
-from osteo.pipeline.data_stage import run_data_stage
-from osteo.pipeline.radiomics_stage import run_radiomics_stage
-from osteo.pipeline.roi_stage import run_roi_stage
-from osteo.pipeline.segmentation_stage import run_segmentation_stage
-from osteo.pipeline.trainer import finish_distributed, is_global_zero
+from osteo.pipeline.distributed import finish_distributed, is_global_zero
+from osteo.radiomics.stage import run_radiomics_stage
+from osteo.roi.stage import run_roi_stage
+from osteo.segmentation.stage import run_segmentation_stage
 
 __all__ = ["ExtractionRun", "extract_radiomics"]
 
