@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from osteo.evaluation.formatting import markdown_table
-from osteo.evaluation.report import SPLIT_TITLES, write_text_atomic
+from osteo.evaluation.report import SPLIT_TITLES
+from osteo.files import write_text_atomic
 from osteo.sweeps.local import RunOutcome
 from osteo.sweeps.plan import format_value
 
