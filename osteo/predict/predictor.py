@@ -133,26 +133,14 @@ class Predictor:
 
     # ------------------------------------------------------------------ one study
 
+    def model_inputs(self, study: StudyInput) -> ModelInputs:
+        """The batch ``predict`` gives the model for ``study`` (built by
+        ``osteo.classification.inputs``, as training built its inputs)."""
+        return self._prepare(study)[2]
+
     def _predict(self, study: StudyInput) -> StudyResult:
         run, settings = self.run, self.settings
-        check_image_size(study.image_path, settings.max_megapixels)
-        with warnings.catch_warnings():
-            # A quality flag says so; the warning's own text would carry the file path.
-            warnings.simplefilter("ignore", MissingSpacingWarning)
-            radiograph = read_radiograph(study.image_path)
-        result = StudyResult(
-            study,
-            "ok",
-            spacing=radiograph.spacing,
-            spacing_source=radiograph.tags.get("spacing_source"),
-            image_size=radiograph.shape,
-        )
-        inputs = ModelInputs()
-        if "clinical" in run.inputs:
-            self._clinical_inputs(study, radiograph, result, inputs)
-        mask = crops = None
-        if self.needs_masks:
-            mask, crops = self._image_inputs(study, radiograph, result, inputs)
+        radiograph, result, inputs, mask, crops = self._prepare(study)
         # Without a spacing in the file, sizes in mm follow the mask's (the U-Net writes its
         # masks at the spacing it assumed).
         used = mask.spacing[0] if mask is not None else ASSUMED_SPACING_MM
@@ -170,6 +158,29 @@ class Predictor:
         if settings.overlays_dir is not None:
             result.overlay = self._overlay(result, radiograph.pixels, mask, crops, explanation)
         return result
+
+    def _prepare(self, study: StudyInput):
+        """Read and check the radiograph, build the model's inputs; returns
+        (radiograph, result so far, inputs, mask or None, crops or None)."""
+        check_image_size(study.image_path, self.settings.max_megapixels)
+        with warnings.catch_warnings():
+            # A quality flag says so; the warning's own text would carry the file path.
+            warnings.simplefilter("ignore", MissingSpacingWarning)
+            radiograph = read_radiograph(study.image_path)
+        result = StudyResult(
+            study,
+            "ok",
+            spacing=radiograph.spacing,
+            spacing_source=radiograph.tags.get("spacing_source"),
+            image_size=radiograph.shape,
+        )
+        inputs = ModelInputs()
+        if "clinical" in self.run.inputs:
+            self._clinical_inputs(study, radiograph, result, inputs)
+        mask = crops = None
+        if self.needs_masks:
+            mask, crops = self._image_inputs(study, radiograph, result, inputs)
+        return radiograph, result, inputs, mask, crops
 
     def _clinical_inputs(self, study, radiograph, result: StudyResult, inputs) -> None:
         clinical = resolve_clinical(self.settings.clinical_options, study.clinical, radiograph.tags)
