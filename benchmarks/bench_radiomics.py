@@ -55,7 +55,7 @@ from osteo.radiomics import (
     read_pixels,
     save_feature_table,
 )
-from osteo.radiomics.extractor import library_versions
+from osteo.radiomics.extractor import extraction_versions
 
 HEIGHT, WIDTH = 240, 320
 DEFAULT_COHORT_ROIS = 1500 * 4
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                 "python": platform.python_version(),
                 "itk_default_threads": itk_threads,
-                **library_versions(),
+                **extraction_versions(),
             },
         }
     finally:

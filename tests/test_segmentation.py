@@ -55,7 +55,7 @@ def test_every_network_maps_image_to_three_classes(name):
 
 
 def test_unknown_network_is_a_clear_error():
-    with pytest.raises(ValueError, match="Unknown segmentation network 'vnet'.*unet"):
+    with pytest.raises(ValueError, match="unknown segmentation network 'vnet'.*unet"):
         create_segmentation_network("vnet")
 
 

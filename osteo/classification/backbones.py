@@ -27,7 +27,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from osteo.registry import Registry
+
 __all__ = [
+    "BACKBONES",
     "FeatureBackbone",
     "WeightsReport",
     "create_backbone",
@@ -39,7 +42,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BackboneFactory = Callable[..., "FeatureBackbone"]
-_BACKBONES: dict[str, BackboneFactory] = {}
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
 
 
 class FeatureBackbone(nn.Module):
@@ -63,18 +66,12 @@ class FeatureBackbone(nn.Module):
 def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
     """Register ``factory(in_channels: int, **kwargs) -> FeatureBackbone`` under ``name``."""
 
-    def decorator(factory: BackboneFactory) -> BackboneFactory:
-        if name in _BACKBONES:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _BACKBONES[name] = factory
-        return factory
-
-    return decorator
+    return BACKBONES.register(name)
 
 
 def list_backbones() -> list[str]:
     """Names accepted by :func:`create_backbone`, sorted."""
-    return sorted(_BACKBONES)
+    return BACKBONES.names()
 
 
 def create_backbone(
@@ -89,15 +86,14 @@ def create_backbone(
     ``pretrained=True`` only states that weights are expected: this project never downloads,
     so it fails unless ``weights_path`` names a local file.
     """
-    if name not in _BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {list_backbones()}")
+    factory = BACKBONES.get(name)  # raises, naming the registered backbones
     if pretrained and weights_path is None:
         raise ValueError(
             f"backbone {name!r}: pretrained=True needs a local weights_path; osteo never "
             "downloads weights. Save a state dict (torch.save(model.state_dict(), path)) and "
             "pass weights_path=path, or use pretrained=False."
         )
-    backbone = _BACKBONES[name](in_channels=in_channels, **kwargs)
+    backbone = factory(in_channels=in_channels, **kwargs)
     if weights_path is not None:
         load_backbone_weights(backbone, weights_path)
     return backbone

@@ -27,7 +27,10 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
+from osteo.registry import Registry
+
 __all__ = [
+    "CUSTOM_HEADS",
     "HEAD_ALIASES",
     "INPUTS",
     "FusionHead",
@@ -42,7 +45,8 @@ INPUTS = ("deep", "texture", "clinical")  # canonical order
 HEAD_ALIASES = {"all": "deep_texture_clinical"}
 
 HeadFactory = Callable[..., nn.Module]
-_CUSTOM_HEADS: dict[str, tuple[HeadFactory, frozenset[str]]] = {}
+# Custom heads (``register_head``); the input subsets ("deep_clinical") are built in.
+CUSTOM_HEADS: Registry[HeadFactory] = Registry("head")
 
 
 def register_head(name: str, inputs: set[str] | frozenset[str] | tuple[str, ...]):
@@ -51,13 +55,9 @@ def register_head(name: str, inputs: set[str] | frozenset[str] | tuple[str, ...]
     if not inputs or not inputs <= set(INPUTS):
         raise ValueError(f"head {name!r}: inputs must be a non-empty subset of {INPUTS}")
 
-    def decorator(factory: HeadFactory) -> HeadFactory:
-        if name in _CUSTOM_HEADS or name in HEAD_ALIASES or _parse(name) is not None:
-            raise ValueError(f"head {name!r} is already defined")
-        _CUSTOM_HEADS[name] = (factory, inputs)
-        return factory
-
-    return decorator
+    if name in HEAD_ALIASES or _parse(name) is not None:
+        raise ValueError(f"head {name!r} is already defined (a built-in input subset)")
+    return CUSTOM_HEADS.register(name, inputs=inputs)
 
 
 def _parse(name: str) -> tuple[str, ...] | None:
@@ -70,11 +70,11 @@ def _parse(name: str) -> tuple[str, ...] | None:
 
 def canonical_head_name(name: str) -> str:
     """``clinical_deep`` -> ``deep_clinical``; ``all`` -> ``deep_texture_clinical``."""
-    if name in _CUSTOM_HEADS:
+    if name in CUSTOM_HEADS:
         return name
     parsed = _parse(name)
     if parsed is None:
-        custom = f", or one of {sorted(_CUSTOM_HEADS)}" if _CUSTOM_HEADS else ""
+        custom = f", or one of {sorted(CUSTOM_HEADS)}" if CUSTOM_HEADS else ""
         raise ValueError(
             f"unknown head {name!r}: use a subset of {INPUTS} joined by '_' "
             f"(e.g. 'deep_clinical') or 'all'{custom}"
@@ -84,8 +84,8 @@ def canonical_head_name(name: str) -> str:
 
 def head_inputs(name: str) -> frozenset[str]:
     """The inputs the head ``name`` uses (``"deep" in head_inputs(n)`` = needs images)."""
-    if name in _CUSTOM_HEADS:
-        return _CUSTOM_HEADS[name][1]
+    if name in CUSTOM_HEADS:
+        return CUSTOM_HEADS.info(name)["inputs"]
     return frozenset(canonical_head_name(name).split("_"))
 
 
@@ -94,7 +94,7 @@ def list_heads() -> list[str]:
     names = []
     for mask in range(1, 2 ** len(INPUTS)):
         names.append("_".join(i for k, i in enumerate(INPUTS) if mask >> k & 1))
-    return sorted(names, key=lambda n: (len(n.split("_")), n)) + sorted(_CUSTOM_HEADS)
+    return sorted(names, key=lambda n: (len(n.split("_")), n)) + sorted(CUSTOM_HEADS)
 
 
 def create_head(
@@ -109,8 +109,8 @@ def create_head(
 ) -> nn.Module:
     """Build the head ``name``. Dimensions of inputs it does not use are ignored."""
     dims = {"deep": deep_dim, "texture": texture_dim, "clinical": clinical_dim}
-    if name in _CUSTOM_HEADS:
-        factory, _ = _CUSTOM_HEADS[name]
+    if name in CUSTOM_HEADS:
+        factory = CUSTOM_HEADS.get(name)
         return factory(
             deep_dim=deep_dim,
             texture_dim=texture_dim,

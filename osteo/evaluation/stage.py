@@ -6,6 +6,7 @@ the tool and W&B report one set of numbers.
 
 from __future__ import annotations
 
+from osteo.constants import EVALUATED_SPLITS
 from osteo.pipeline.context import RunContext
 
 __all__ = ["run_evaluation_stage"]
@@ -29,7 +30,7 @@ def run_evaluation_stage(ctx: RunContext) -> dict:
                 k: metrics[split].get(k)
                 for k in ("auc", "auc_ci", "sensitivity", "specificity", "n", "n_positive")
             }
-            for split in ("val", "internal_test", "external_test")
+            for split in EVALUATED_SPLITS
             if split in metrics
         }
         return metrics

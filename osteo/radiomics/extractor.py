@@ -42,7 +42,7 @@ __all__ = [
     "RoiExtractionError",
     "RadiomicsExtractor",
     "slot_name",
-    "library_versions",
+    "extraction_versions",
 ]
 
 SIDES = ("right", "left")  # the patient's sides
@@ -75,8 +75,12 @@ def slot_name(side: str, roi: str) -> str:
     return f"{side}.{roi}"
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of everything that changes feature values; part of every store key."""
+def extraction_versions() -> dict[str, str]:
+    """Versions of everything that changes feature values; part of every store key.
+
+    Not the run's ``osteo.pipeline.context.library_versions()``: these are the versions as
+    the libraries report them, under the names the store has always hashed; reading them any
+    other way would change every stored feature's key."""
     import pywt
     import radiomics
 
@@ -157,7 +161,7 @@ class RadiomicsExtractor:
             "mirror_left": self.mirror_left,
             "min_roi_size_px": self.min_roi_size_px,
             "context_sigmas": CONTEXT_SIGMAS,
-            "versions": library_versions(),
+            "versions": extraction_versions(),
         }
         self.fingerprint_digest = digest(self.fingerprint)
 

@@ -14,13 +14,13 @@ weights_only=True)`` reads it)::
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from osteo.files import atomic_path
 
 __all__ = [
     "TABLE_FORMAT",
@@ -93,13 +93,8 @@ def save_feature_table(table: FeatureTable, path: str | Path) -> Path:
         "feature_names": list(table.feature_names),
         "failures": [f.as_dict() for f in table.failures],
     }
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".pt") as temporary:
+        torch.save(payload, temporary)
     return path
 
 

@@ -7,26 +7,20 @@ from collections.abc import Callable, Sequence
 from monai.networks.nets import AttentionUnet, BasicUNet, SegResNet, UNet
 from torch import nn
 
-__all__ = ["create_segmentation_network", "list_segmentation_networks", "NUM_CLASSES"]
+from osteo.registry import Registry
+
+__all__ = ["NETWORKS", "create_segmentation_network", "list_segmentation_networks", "NUM_CLASSES"]
 
 NUM_CLASSES = 3  # background, the patient's right femur, the patient's left femur
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-
-
-def _register(name: str):
-    def wrap(fn):
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
+NETWORKS: Registry[Callable[..., nn.Module]] = Registry("segmentation network")
 
 
 def _strides(channels: Sequence[int]) -> tuple[int, ...]:
     return tuple([2] * (len(channels) - 1))
 
 
-@_register("unet")
+@NETWORKS.register("unet")
 def _unet(channels: Sequence[int], num_res_units: int, dropout: float) -> nn.Module:
     return UNet(
         spatial_dims=2,
@@ -40,7 +34,7 @@ def _unet(channels: Sequence[int], num_res_units: int, dropout: float) -> nn.Mod
     )
 
 
-@_register("basic_unet")
+@NETWORKS.register("basic_unet")
 def _basic_unet(channels: Sequence[int], num_res_units: int, dropout: float) -> nn.Module:
     # BasicUNet has a fixed depth: five encoder widths plus the last decoder width.
     widths = list(channels)[:5]
@@ -54,7 +48,7 @@ def _basic_unet(channels: Sequence[int], num_res_units: int, dropout: float) -> 
     )
 
 
-@_register("attention_unet")
+@NETWORKS.register("attention_unet")
 def _attention_unet(channels: Sequence[int], num_res_units: int, dropout: float) -> nn.Module:
     return AttentionUnet(
         spatial_dims=2,
@@ -66,7 +60,7 @@ def _attention_unet(channels: Sequence[int], num_res_units: int, dropout: float)
     )
 
 
-@_register("segresnet")
+@NETWORKS.register("segresnet")
 def _segresnet(channels: Sequence[int], num_res_units: int, dropout: float) -> nn.Module:
     return SegResNet(
         spatial_dims=2,
@@ -78,7 +72,7 @@ def _segresnet(channels: Sequence[int], num_res_units: int, dropout: float) -> n
 
 
 def list_segmentation_networks() -> list[str]:
-    return sorted(_REGISTRY)
+    return NETWORKS.names()
 
 
 def create_segmentation_network(
@@ -87,8 +81,5 @@ def create_segmentation_network(
     num_res_units: int = 1,
     dropout: float = 0.0,
 ) -> nn.Module:
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"Unknown segmentation network '{name}'; choose one of {list_segmentation_networks()}"
-        )
-    return _REGISTRY[name](channels=channels, num_res_units=num_res_units, dropout=dropout)
+    factory = NETWORKS.get(name)  # raises, naming the registered networks
+    return factory(channels=channels, num_res_units=num_res_units, dropout=dropout)

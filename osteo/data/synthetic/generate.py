@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from .table import REPEAT_FRACTION, sample_cohort_table
 __all__ = ["IMAGE_FORMATS", "MANIFEST_COLUMNS", "cohort_summary", "generate_cohort"]
 
 from osteo.data.manifest import REQUIRED_COLUMNS  # noqa: E402
+from osteo.files import atomic_open, write_text_atomic  # noqa: E402
 
 IMAGE_FORMATS = {"dicom": ".dcm", "png": ".png"}
 # The manifest contract lives in osteo.data.manifest; the generator writes exactly it.
@@ -128,9 +128,8 @@ def cohort_summary(table: pd.DataFrame, preset: Preset, seed: int, image_format:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False, float_format="%.6g")
-    os.replace(tmp, path)
+    with atomic_open(path) as stream:
+        frame.to_csv(stream, index=False, float_format="%.6g")
 
 
 def _manifest(table: pd.DataFrame, suffix: str) -> pd.DataFrame:
@@ -213,8 +212,6 @@ def generate_cohort(
     _write_csv(latent, out / "latent.csv")
     _write_csv(_readers(table), out / "readers.csv")
     summary = cohort_summary(table, spec, seed, image_format)
-    tmp = out / ".cohort.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "cohort.json")
+    write_text_atomic(out / "cohort.json", json.dumps(summary, indent=2) + "\n")
     _write_csv(_manifest(table, suffix), manifest_path)
     return summary
