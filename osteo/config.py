@@ -78,10 +78,26 @@ class TrainerConfig:
     devices: Any = "auto"  # an int, a list of device indices, or "auto"
     num_nodes: int = 1
     strategy: str = "auto"  # auto, ddp, ddp_spawn, ddp_find_unused_parameters_true, ...
-    precision: Literal["32", "32-true", "16-mixed", "bf16-mixed", "64"] = "32"
+    precision: Literal[
+        "32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "64-true"
+    ] = "32"
     deterministic: bool = False
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
+    # Passed to lightning.Trainer under their own names; None leaves Lightning's default.
+    gradient_clip_val: float | None = None
+    gradient_clip_algorithm: str | None = None  # "norm" or "value"
+    accumulate_grad_batches: int = 1
+    limit_train_batches: Any = None  # an int (batches) or a float (fraction of them)
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    limit_predict_batches: Any = None
+    fast_dev_run: Any = False  # True or a number of batches: one quick pass of the loops
+    max_time: str | None = None  # "DD:HH:MM:SS": stop training after this long
+    benchmark: bool | None = None
+    # Any other lightning.Trainer argument by name (e.g. {num_sanity_val_steps: 0}); checked
+    # against the Trainer's signature at start-up (osteo.pipeline.distributed).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

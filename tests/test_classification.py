@@ -448,7 +448,14 @@ def test_schedulers_and_imbalance_modes_fit(scheduler, imbalance):
 
 def test_module_without_images_fits_with_dataloader_lacking_images():
     module = make_module("texture_clinical")
-    trainer(fast_dev_run=2).fit(module, loader(images=False), loader(images=False))
+    assert module.encoder is None  # a head without deep features builds no CNN
+    before = [p.detach().clone() for p in module.parameters()]
+    t = trainer(fast_dev_run=2)
+    t.fit(module, loader(images=False), loader(images=False))
+    assert t.global_step == 2  # two optimiser steps on batches without hip crops
+    losses = [v for k, v in t.callback_metrics.items() if k.startswith("train/loss")]
+    assert losses and all(math.isfinite(float(v)) for v in losses)
+    assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
 
 
 # --------------------------------------------------------------------------- stacking

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from omegaconf import OmegaConf
 
 from osteo.config import ConfigError, load_config, save_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write(path, text):
@@ -93,3 +97,44 @@ def test_repository_configs_load():
     assert files, "configs/*.yaml missing"
     for path in files:
         load_config(path)
+
+
+def test_every_trainer_setting_reaches_lightning_and_unknown_ones_fail_at_start_up(tmp_path):
+    from osteo.pipeline.distributed import build_trainer, check_trainer_config
+
+    cfg = load_config(
+        ROOT / "configs" / "fusion_all.yaml",
+        [
+            "trainer.gradient_clip_val=0.5",
+            "trainer.accumulate_grad_batches=2",
+            "trainer.limit_train_batches=3",
+            "trainer.precision=bf16-true",
+            "trainer.max_time=00:00:10:00",
+            "trainer.extra={num_sanity_val_steps: 0}",
+        ],
+    )
+    check_trainer_config(cfg.trainer)
+    trainer = build_trainer(cfg.trainer, max_epochs=1, root_dir=tmp_path)
+    assert trainer.gradient_clip_val == 0.5
+    assert trainer.accumulate_grad_batches == 2
+    assert trainer.limit_train_batches == 3
+    assert trainer.num_sanity_val_steps == 0
+    assert trainer.precision == "bf16-true"
+    for override, message in (
+        ("trainer.extra={bogus_argument: 1}", "trainer.extra.bogus_argument.*lightning.Trainer"),
+        ("trainer.extra={max_epochs: 3}", "stages set 'max_epochs'"),
+        ("trainer.gradient_clip_algorithm=sideways", "norm or value"),
+    ):
+        bad = load_config(ROOT / "configs" / "fusion_all.yaml", [override])
+        with pytest.raises(ConfigError, match=message):
+            check_trainer_config(bad.trainer)
+
+
+def test_training_keys_change_only_when_a_trainer_setting_leaves_its_default():
+    from osteo.pipeline.distributed import training_key_options
+
+    default = load_config(ROOT / "configs" / "fusion_all.yaml")
+    # The key recipe from before these settings existed: existing caches stay valid.
+    assert training_key_options(default.trainer) == {"precision": "32", "deterministic": False}
+    clipped = load_config(ROOT / "configs" / "fusion_all.yaml", ["trainer.gradient_clip_val=1"])
+    assert training_key_options(clipped.trainer)["gradient_clip_val"] == 1.0

@@ -33,7 +33,7 @@ from osteo.data.stage import CohortData
 from osteo.files import atomic_open, atomic_path, write_json_atomic, write_text_atomic
 from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext
-from osteo.pipeline.distributed import build_trainer, is_global_zero
+from osteo.pipeline.distributed import build_trainer, is_global_zero, training_key_options
 from osteo.pipeline.resume import RngStateCallback, every_epoch_checkpoint
 from osteo.roi.stage import RoiOutput, roi_settings_from_config
 from osteo.segmentation.stage import SegmentationOutput
@@ -299,7 +299,7 @@ def run_classifier_stage(
             dataset_key,
             ctx.config_dict("model", "train"),
             ctx.cfg.seed,
-            {k: ctx.cfg.trainer[k] for k in ("precision", "deterministic")},
+            training_key_options(ctx.cfg.trainer),
             ctx.versions,
         )
         record.cache_key = key

@@ -17,7 +17,6 @@ from osteo.config import ConfigError, load_config
 from osteo.data.manifest import ManifestError
 from osteo.pipeline import run_pipeline
 from osteo.pipeline.distributed import is_global_zero
-from osteo.pipeline.runner import check_config
 from osteo.pipeline.summary import format_run_summary
 from osteo.sweeps.naming import name_from_overrides
 
@@ -41,12 +40,15 @@ def main(argv: list[str] | None = None) -> int:
             base = load_config(args.config, overrides).name
             overrides.append(f"name={name_from_overrides(base, overrides)}")
         cfg = load_config(args.config, overrides)
-        check_config(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
+        # run_pipeline checks the config (registries, Trainer arguments) before anything runs.
         result = run_pipeline(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except (ManifestError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,7 +1,9 @@
-"""One way to build a Lightning Trainer from the config, for every training stage."""
+"""The one Trainer factory (from the config's ``trainer`` section) and the distributed helpers:
+joining the process group, ranks, barriers and gathering values across ranks."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 __all__ = [
     "build_trainer",
+    "trainer_options",
+    "check_trainer_config",
+    "training_key_options",
     "start_distributed",
     "is_global_zero",
     "finish_distributed",
@@ -30,6 +35,76 @@ def _devices(value: Any) -> Any:
     return value
 
 
+# Trainer arguments the stages set themselves: the config cannot override them.
+_SET_BY_STAGES = ("callbacks", "logger", "max_epochs", "default_root_dir", "enable_model_summary")
+# Settings that change what training computes: part of the training cache keys when they
+# differ from their defaults (so keys made before these settings existed stay the same).
+_CHANGE_RESULTS = {
+    "gradient_clip_val": None,
+    "gradient_clip_algorithm": None,
+    "accumulate_grad_batches": 1,
+    "limit_train_batches": None,
+    "limit_val_batches": None,
+    "fast_dev_run": False,
+    "max_time": None,
+    "benchmark": None,
+}
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+def trainer_options(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """The config's ``trainer`` section as ``lightning.Trainer`` keyword arguments.
+
+    Settings left at None are left out (Lightning's own default applies); ``extra`` holds any
+    other Trainer argument by name.
+    """
+    options = {key: _plain(trainer_cfg[key]) for key in trainer_cfg if key != "extra"}
+    options["devices"] = _devices(trainer_cfg.devices)
+    options.update(_plain(trainer_cfg.get("extra") or {}))
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def check_trainer_config(trainer_cfg: DictConfig) -> None:
+    """Every ``trainer`` setting must be a ``lightning.Trainer`` argument: checked at start-up,
+    not when a stage builds its Trainer minutes later."""
+    from osteo.config import ConfigError
+
+    accepted = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    extra = trainer_cfg.get("extra") or {}
+    for key in trainer_options(trainer_cfg):
+        where = f"trainer.extra.{key}" if key in extra else f"trainer.{key}"
+        if key in _SET_BY_STAGES:
+            raise ConfigError(f"Config key '{where}': the stages set {key!r} themselves")
+        if key not in accepted:
+            raise ConfigError(
+                f"Unknown config key '{where}': not an argument of lightning.Trainer "
+                f"(valid: {', '.join(sorted(accepted - set(_SET_BY_STAGES)))})"
+            )
+    algorithm = trainer_cfg.gradient_clip_algorithm
+    if algorithm not in (None, "norm", "value"):
+        raise ConfigError(
+            f"Invalid value for config key 'trainer.gradient_clip_algorithm': {algorithm!r}; "
+            "expected norm or value"
+        )
+
+
+def training_key_options(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """The trainer settings a training cache key hashes: precision, determinism, and every
+    other setting that changes the result when it is not at its default."""
+    options = {k: trainer_cfg[k] for k in ("precision", "deterministic")}
+    for key, default in _CHANGE_RESULTS.items():
+        value = _plain(trainer_cfg.get(key, default))
+        if value != default:
+            options[key] = value
+    extra = _plain(trainer_cfg.get("extra") or {})
+    if extra:
+        options["extra"] = extra
+    return options
+
+
 def build_trainer(
     trainer_cfg: DictConfig,
     max_epochs: int,
@@ -38,15 +113,8 @@ def build_trainer(
     logger: Any = False,
     **overrides: Any,
 ) -> L.Trainer:
-    kwargs = dict(
-        accelerator=trainer_cfg.accelerator,
-        devices=_devices(trainer_cfg.devices),
-        num_nodes=trainer_cfg.num_nodes,
-        strategy=trainer_cfg.strategy,
-        precision=trainer_cfg.precision,
-        deterministic=trainer_cfg.deterministic,
-        log_every_n_steps=trainer_cfg.log_every_n_steps,
-        enable_progress_bar=trainer_cfg.enable_progress_bar,
+    kwargs = trainer_options(trainer_cfg)
+    kwargs.update(
         enable_model_summary=False,
         max_epochs=max_epochs,
         default_root_dir=str(root_dir),

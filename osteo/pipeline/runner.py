@@ -17,6 +17,7 @@ from osteo.data.stage import run_data_stage
 from osteo.evaluation.stage import run_evaluation_stage
 from osteo.pipeline.context import RunContext, StageRecord
 from osteo.pipeline.distributed import (
+    check_trainer_config,
     finish_distributed,
     is_global_zero,
     start_distributed,
@@ -59,6 +60,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"Invalid value for config key 'model.{key}': {text}") from None
     if cfg.model.weights_path and not Path(cfg.model.weights_path).is_file():
         raise ConfigError(f"model.weights_path {cfg.model.weights_path} does not exist")
+    check_trainer_config(cfg.trainer)
 
 
 def run_pipeline(cfg: DictConfig) -> RunResult:

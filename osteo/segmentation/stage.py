@@ -29,6 +29,7 @@ from osteo.pipeline.distributed import (
     distributed_rank_and_size,
     gather_from_ranks,
     is_global_zero,
+    training_key_options,
 )
 from osteo.pipeline.resume import (
     RngStateCallback,
@@ -191,7 +192,7 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
                     for r in train_rows + val_rows
                 ],
                 ctx.config_dict("segmentation"),
-                {k: ctx.cfg.trainer[k] for k in ("precision", "deterministic")},
+                training_key_options(ctx.cfg.trainer),
                 ctx.cfg.seed,
                 ctx.versions,
             )
