@@ -25,3 +25,11 @@ def tiny_run(tmp_path_factory, tiny_cohort):
     from run_factory import train_tiny_run
 
     return train_tiny_run(tmp_path_factory.mktemp("tiny_run"), tiny_cohort)
+
+
+def pytest_collection_modifyitems(items):
+    """A test that needs the shared trained run (a minute or more of training, once per
+    session) belongs to the slow lane: ``pytest -m "not slow"`` leaves it out."""
+    for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -14,6 +14,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Every test here runs the main command end to end: the slow lane.
+pytestmark = pytest.mark.slow
+
 
 def fit(tmp_path: Path, manifest: Path, config: str, *overrides: str, timeout: int = 600):
     env = {**os.environ, "WANDB_SILENT": "true", "MPLBACKEND": "Agg"}

@@ -153,32 +153,17 @@ def build_split_tensors(
 
 
 def classifier_settings(ctx: RunContext, texture_dim: int, pos_weight: float | None):
-    """The validated ClassifierConfig for this run (registries checked by classification)."""
+    """The validated ClassifierConfig for this run: the config's ``model`` section as it is,
+    plus what the data decides (texture width, class balance, the test splits' names)."""
     from osteo.classification.hparams import classifier_config
 
-    model = ctx.cfg.model
     balance = ctx.cfg.train.class_balance
     imbalance = {"pos_weight": "pos_weight", "focal": "focal"}.get(balance, "none")
     return classifier_config(
-        head=model.head,
-        backbone=model.backbone,
-        combine=model.combine,
-        embed_dim=model.embed_dim,
-        pretrained=model.pretrained,
-        weights_path=model.weights_path,
+        ctx.config_dict("model")["model"],
         texture_dim=max(texture_dim, 1),
-        hidden=model.hidden,
-        dropout=model.dropout,
-        aux_tscore_weight=model.aux_tscore_weight,
-        lr=model.lr,
-        weight_decay=model.weight_decay,
-        scheduler=model.scheduler,
-        warmup_epochs=model.warmup_epochs,
-        min_lr_ratio=model.min_lr_ratio,
-        plateau_patience=model.plateau_patience,
         imbalance=imbalance,
         pos_weight=pos_weight if imbalance == "pos_weight" else None,
-        focal_gamma=model.focal_gamma,
         test_splits=list(TEST_SPLITS),
     )
 

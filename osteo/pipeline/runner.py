@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from osteo.classification.stage import (
     build_split_tensors,
@@ -44,13 +44,7 @@ def check_config(cfg: DictConfig) -> None:
     from osteo.classification.hparams import classifier_config
 
     try:
-        classifier_config(
-            head=cfg.model.head,
-            backbone=cfg.model.backbone,
-            combine=cfg.model.combine,
-            pretrained=cfg.model.pretrained,
-            weights_path=cfg.model.weights_path,
-        )
+        classifier_config(OmegaConf.to_container(cfg.model, resolve=True))
     except ValueError as err:
         text = str(err)
         key = next(

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.signal import find_peaks
 
+from osteo.config import RoiConfig
 from osteo.constants import FEMUR_LABELS as MASK_LABELS
 
 __all__ = [
@@ -52,25 +53,32 @@ FEMUR_LABELS = dict(MASK_LABELS)  # side -> label: 1 = patient's right femur (im
 Box = tuple[int, int, int, int]  # (row0, col0, row1, col1), half-open, full-image pixels
 
 
+# The config's ``roi`` section holds the defaults of the settings it exposes.
+_CONFIG = RoiConfig()
+
+
 @dataclass(frozen=True)
 class RoiSettings:
-    neck_size_mm: float = 12.0
-    cortex_size_mm: float = 12.0
+    """Every ROI placement setting. Those the config's ``roi`` section names take its
+    defaults (``osteo.config.RoiConfig``); the rest are calibration constants."""
+
+    neck_size_mm: float = _CONFIG.neck_size_mm
+    cortex_size_mm: float = _CONFIG.cortex_size_mm
     # The neck box must keep this distance from the bone edge (the cortex is ~1-3 mm thick).
-    neck_cortex_margin_mm: float = 2.0
+    neck_cortex_margin_mm: float = _CONFIG.neck_cortex_margin_mm
     # The neck box may shrink to this fraction of its size to fit a thin neck, then it fails.
-    neck_min_fraction: float = 0.6
+    neck_min_fraction: float = _CONFIG.neck_min_fraction
     # Centre of the cortex box below the lesser trochanter, along the shaft.
-    cortex_below_lesser_trochanter_mm: float = 25.0
+    cortex_below_lesser_trochanter_mm: float = _CONFIG.cortex_below_lesser_trochanter_mm
     # Depth of the cortex box's centre inside the medial bone edge: about mid-cortex, so the
     # box covers the whole cortex with some endosteal bone and periosteal soft tissue.
-    cortex_depth_mm: float = 2.5
+    cortex_depth_mm: float = _CONFIG.cortex_depth_mm
     # The lesser trochanter's expected level (its bulge's centroid), down the shaft axis from
     # the neck-shaft junction, for a femur whose neck waist is ``reference_neck_width_mm``
     # wide; the bulge is sought within the window around it. Calibrated on the synthetic
     # cohort's reference masks (docs/architecture.md); check it on your own data's masks.
-    lesser_trochanter_below_junction_mm: float = 28.0
-    lesser_trochanter_window_mm: float = 10.0
+    lesser_trochanter_below_junction_mm: float = _CONFIG.lesser_trochanter_below_junction_mm
+    lesser_trochanter_window_mm: float = _CONFIG.lesser_trochanter_window_mm
     reference_neck_width_mm: float = 30.0
     min_femur_area_mm2: float = 1500.0
     head_radius_range_mm: tuple[float, float] = (12.0, 40.0)
