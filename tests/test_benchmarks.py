@@ -54,6 +54,7 @@ def test_training_benchmark_compares_lightning_with_a_bare_loop(tmp_path):
     assert figures["environment"]["cpus"] >= 1
 
 
+@pytest.mark.slow
 def test_inference_benchmark_times_each_part(tmp_path, tiny_cohort):
     figures = bench(
         "bench_inference", f"--manifest={tiny_cohort}", "--studies=1", "--repeats=1", cwd=tmp_path
@@ -85,6 +86,7 @@ def test_pipeline_benchmark_times_a_cold_and_a_warm_run(tmp_path, tiny_cohort):
     assert figures["warm_stage_status"]["roi"] == "reused"
 
 
+@pytest.mark.slow
 def test_radiomics_benchmark_runs_at_a_tiny_size(tmp_path):
     figures = bench("bench_radiomics", "--studies=2", "--repeats=1", cwd=tmp_path)
     assert figures["rois_per_second_plain_loop"] > 0
