@@ -242,6 +242,7 @@ def test_truncated_or_misplaced_entry_reads_as_missing(tmp_path, extractor):
     torch.testing.assert_close(result.table.features, expected)
 
 
+@pytest.mark.slow
 def test_two_processes_filling_one_store_at_once(tmp_path, extractor):
     items = write_cohort(tmp_path / "images", 3)
     root = tmp_path / "store"

@@ -108,6 +108,8 @@ def test_bad_value_and_unknown_extra_override_fail_before_any_run(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+# Waits for the W&B client to give up on the server: slow lane.
+@pytest.mark.slow
 def test_create_fails_clearly_without_the_wandb_server(tmp_path):
     closed = {"WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": ""}
     result = sweep_tool("create", str(FUSION_HEADS), cwd=tmp_path, env=closed)
