@@ -279,7 +279,10 @@ def run_classifier_stage(
             seed=ctx.cfg.seed,
         )
         datamodule.setup("fit")
-        settings = classifier_settings(ctx, texture_dim, datamodule.pos_weight)
+        # The settings were validated above; only the training split's class ratio is new.
+        settings = dataclasses.replace(
+            probe, pos_weight=datamodule.pos_weight if probe.imbalance == "pos_weight" else None
+        )
         key = digest(
             dataset_key,
             ctx.config_dict("model", "train"),
