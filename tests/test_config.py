@@ -122,6 +122,7 @@ def test_every_trainer_setting_reaches_lightning_and_unknown_ones_fail_at_start_
     assert trainer.precision == "bf16-true"
     for override, message in (
         ("trainer.extra={bogus_argument: 1}", "trainer.extra.bogus_argument.*lightning.Trainer"),
+        ("trainer.extra={nospace:1}", "trainer.extra.nospace:1.*lightning.Trainer"),
         ("trainer.extra={max_epochs: 3}", "stages set 'max_epochs'"),
         ("trainer.gradient_clip_algorithm=sideways", "norm or value"),
     ):

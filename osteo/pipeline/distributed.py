@@ -74,7 +74,9 @@ def check_trainer_config(trainer_cfg: DictConfig) -> None:
 
     accepted = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
     extra = trainer_cfg.get("extra") or {}
-    for key in trainer_options(trainer_cfg):
+    # Every key of ``extra`` is checked, also one whose value is None ("{a:1}" parses as the
+    # key "a:1" without a value) and which trainer_options would leave out.
+    for key in sorted(set(trainer_options(trainer_cfg)) | {str(k) for k in extra}):
         where = f"trainer.extra.{key}" if key in extra else f"trainer.{key}"
         if key in _SET_BY_STAGES:
             raise ConfigError(f"Config key '{where}': the stages set {key!r} themselves")
