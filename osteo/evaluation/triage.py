@@ -39,7 +39,11 @@ class TriageRule:
 def choose_triage(y_val, prob_val, target_npv: float = 0.95, target_ppv: float = 0.95
                   ) -> TriageRule:
     """The widest rule-out and rule-in zones reaching the targets on validation."""
-    labels, prob = check_binary_inputs(y_val, prob_val, score_name="prob_val")
+    labels, prob = check_binary_inputs(y_val, prob_val, score_name="prob_val",
+                                       require_both_classes=False)
+    if labels.min() == labels.max():
+        return TriageRule(None, None, target_npv, target_ppv,
+                          "val holds one class only: no triage thresholds")
     candidates = np.unique(prob)
     t_out = None
     for t in candidates[::-1]:  # highest first: rule out as many as possible
