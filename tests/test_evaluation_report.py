@@ -369,3 +369,20 @@ def test_single_run_comparison_has_no_p_values(tmp_path):
     table = compare_runs([run], out_dir=tmp_path / "out").table
     assert table.loc[0, "internal_test_compared_with"] == "reference"
     assert "internal_test_p_value" not in table.columns
+
+
+def test_the_primary_comes_from_the_runs_config(tmp_path):
+    cohort = make_cohort(seed=7)
+    plan = "evaluation:\n  primary: fusion_clinical\n  comparisons: [fusion_deep]\n"
+    dirs = [write_run(tmp_path / head, make_predictions(cohort, sep, i),
+                      f"model:\n  head: {head}\n{plan}")
+            for i, (head, sep) in enumerate([("clinical", 1.0), ("deep", 2.0),
+                                             ("texture", 1.5)])]
+    table = compare_runs(dirs, out_dir=tmp_path / "out", n_bootstrap=0).table.set_index("name")
+    assert table.loc["fusion_clinical", "internal_test_compared_with"] == "reference"
+    assert table.loc["fusion_deep", "internal_test_compared_with"] == "fusion_clinical"
+    assert pd.isna(table.loc["fusion_texture", "internal_test_p_value"])  # not pre-specified
+    write_run(tmp_path / "texture", make_predictions(cohort, 1.5, 2),
+              "model:\n  head: texture\nevaluation:\n  primary: fusion_texture\n")
+    with pytest.raises(EvaluationInputError, match="name different analyses"):
+        compare_runs(dirs, out_dir=tmp_path / "out", n_bootstrap=0)

@@ -9,7 +9,8 @@ and summarised as mean +- SD.
         --primary fusion_all --readers data/synthetic/readers.csv --out runs_comparison
 
 A run's model is fusion_<head> from its config.yaml (fusion_all for deep_texture_clinical),
-else its name. The primary is never chosen from test results: name it (default fusion_all).
+else its name. The primary is never chosen from test results: --primary, else the runs'
+config key evaluation.primary (default fusion_all).
 
 Writes comparison.md, comparison.csv, seeds.csv, roc_<test split>.png and reliability.png.
 Exits 0 on success, 1 when an input file is missing or malformed.
@@ -42,12 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path("comparison"), help="output folder (default: ./comparison)"
     )
     parser.add_argument("--confidence-level", type=float, default=0.95)
-    parser.add_argument("--primary", default=DEFAULT_PRIMARY,
-                        help=f"the pre-specified primary model (default: {DEFAULT_PRIMARY}); "
-                        "with a single model it is that model")
+    parser.add_argument("--primary", default=None,
+                        help="the pre-specified primary model (default: evaluation.primary of "
+                        f"the runs' config.yaml, else {DEFAULT_PRIMARY}); with a single model "
+                        "it is that model")
     parser.add_argument("--compare", nargs="+", default=None, metavar="MODEL",
                         help="the pre-specified comparisons with the primary (models or "
-                        "reader names; default: every other model and every reader)")
+                        "reader names; default: evaluation.comparisons of the runs' config, "
+                        "else every other model and every reader)")
     parser.add_argument("--n-bootstrap", type=int, default=2000,
                         help="patient-bootstrap resamples for the AUC differences (0: skip)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")

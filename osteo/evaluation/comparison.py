@@ -38,7 +38,7 @@ from osteo.evaluation.thresholds import select_threshold
 
 __all__ = ["DEFAULT_PRIMARY", "ComparisonPlan", "ComparisonResult", "build_comparison_table",
            "compare_runs", "format_comparison_markdown", "model_key", "plan_comparisons",
-           "seed_summary"]
+           "planned_analysis", "seed_summary"]
 
 REFERENCE = "reference"
 DEFAULT_PRIMARY = "fusion_all"
@@ -116,6 +116,27 @@ def model_key(run: Run) -> str:
     if parts <= set(HEAD_INPUTS):
         return "fusion_" + "_".join(i for i in HEAD_INPUTS if i in parts)
     return f"fusion_{head}"  # a custom registered head
+
+
+def planned_analysis(runs: Sequence[Run]) -> tuple[str, list[str] | None]:
+    """The primary model and comparisons named in the runs' ``config.yaml``
+    (``evaluation.primary`` / ``evaluation.comparisons``; defaults when absent). Runs that
+    name different ones are an error: the plan must be one."""
+    primaries, comparisons = set(), set()
+    for run in runs:
+        section = _config(run).get("evaluation")
+        if isinstance(section, dict):
+            if section.get("primary"):
+                primaries.add(str(section["primary"]))
+            if section.get("comparisons"):
+                comparisons.add(tuple(map(str, section["comparisons"])))
+    if len(primaries) > 1 or len(comparisons) > 1:
+        raise EvaluationInputError(
+            f"the runs' config.yaml name different analyses (evaluation.primary "
+            f"{sorted(primaries)}, evaluation.comparisons {sorted(comparisons)}); pass "
+            "--primary and --compare to choose one")
+    return (primaries.pop() if primaries else DEFAULT_PRIMARY,
+            list(comparisons.pop()) if comparisons else None)
 
 
 def run_seed(run: Run):
@@ -392,7 +413,7 @@ def compare_runs(
     out_dir: str | Path = "comparison",
     confidence_level: float = 0.95,
     reliability_bins: int = 10,
-    primary: str | None = DEFAULT_PRIMARY,
+    primary: str | None = None,
     comparisons: Sequence[str] | None = None,
     n_bootstrap: int = 2000,
     seed: int = 0,
@@ -400,15 +421,18 @@ def compare_runs(
     """Load runs (and readers), build the table, write ``comparison.csv``, ``comparison.md``,
     ``seeds.csv`` (mean +- SD per model), ``roc_<test split>.png`` (all models, readers'
     operating points) and ``reliability.png``. ``primary`` and ``comparisons`` are the
-    pre-specified analysis (see :func:`plan_comparisons`)."""
+    pre-specified analysis (see :func:`plan_comparisons`); None takes them from the runs'
+    config.yaml (:func:`planned_analysis`, default ``fusion_all`` against all others)."""
     if not run_dirs:
         raise EvaluationInputError("compare needs at least one run folder")
     runs = [load_run(d) for d in run_dirs]
     readers = None
     if readers_path is not None:
         readers = load_readers(readers_path, pd.concat([r.predictions for r in runs]))
-    table = build_comparison_table(runs, readers, confidence_level, primary, comparisons,
-                                   n_bootstrap, seed)
+    configured_primary, configured_comparisons = planned_analysis(runs)
+    table = build_comparison_table(
+        runs, readers, confidence_level, primary or configured_primary,
+        comparisons if comparisons is not None else configured_comparisons, n_bootstrap, seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = _display_names(runs, [model_key(r) for r in runs])

@@ -20,9 +20,16 @@ import pandas as pd
 
 from osteo.evaluation.stats import check_binary_inputs
 
-__all__ = ["DEFAULT_DCA_THRESHOLDS", "decision_curve", "net_benefit"]
+__all__ = ["DEFAULT_DCA_THRESHOLDS", "dca_thresholds", "decision_curve", "net_benefit"]
 
-DEFAULT_DCA_THRESHOLDS = tuple(np.round(np.arange(0.01, 0.61, 0.01), 2).tolist())
+
+def dca_thresholds(maximum: float = 0.6, step: float = 0.01) -> tuple[float, ...]:
+    """Threshold probabilities step, 2 step, ..., maximum (rounded to 1e-6)."""
+    count = int(round(maximum / step))
+    return tuple(round(step * k, 6) for k in range(1, count + 1))
+
+
+DEFAULT_DCA_THRESHOLDS = dca_thresholds()
 
 
 def net_benefit(y_true, y_prob, threshold: float) -> float:
