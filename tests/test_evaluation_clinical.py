@@ -170,3 +170,27 @@ def test_tscore_metrics_against_direct_formulas():
     t_missing = t.copy()
     t_missing[:10] = np.nan
     assert tscore_metrics(t_missing, pred, y)["n"] == 190
+
+
+def test_training_curves_from_lightning_csv_files(tmp_path):
+    from osteo.evaluation.training_curves import epoch_table, plot_training_curves
+
+    classifier = tmp_path / "classifier.csv"
+    # Lightning's CSVLogger layout: step rows and epoch rows, blanks elsewhere.
+    classifier.write_text(
+        "epoch,step,train/loss_step,train/loss_epoch,val/loss,val/auc\n"
+        "0,0,0.9,,,\n0,1,,,0.8,0.61\n0,1,,0.85,,\n"
+        "1,2,0.7,,,\n1,3,,,0.6,0.72\n1,3,,0.65,,\n")
+    table = epoch_table(classifier)
+    assert table["epoch"].tolist() == [0, 1]
+    assert table["val/auc"].tolist() == [0.61, 0.72]
+    assert table["train/loss_epoch"].tolist() == [0.85, 0.65]
+    path = plot_training_curves({"classifier": classifier, "segmentation": tmp_path / "no.csv"},
+                                tmp_path / "training_curves.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert plot_training_curves({"classifier": tmp_path / "absent.csv"}, tmp_path / "x.png") \
+        is None
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="no 'epoch' column"):
+        epoch_table(bad)

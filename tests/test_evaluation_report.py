@@ -386,3 +386,48 @@ def test_the_primary_comes_from_the_runs_config(tmp_path):
               "model:\n  head: texture\nevaluation:\n  primary: fusion_texture\n")
     with pytest.raises(EvaluationInputError, match="name different analyses"):
         compare_runs(dirs, out_dir=tmp_path / "out", n_bootstrap=0)
+
+
+def test_metrics_say_which_method_gave_each_interval_and_report_has_the_new_sections(tmp_path):
+    cohort = make_cohort(seed=8)
+    predictions = make_predictions(cohort, 2.5, 0)
+    predictions["site"] = np.where(predictions["split"] == "external_test", "B", "A")
+    predictions.loc[predictions.index % 3 == 0, "site"] = "C"
+    predictions["tscore"] = -1.5 - 1.5 * predictions["label"] + 0.3
+    predictions["tscore_pred"] = predictions["tscore"] + 0.2
+    predictions["probability_uncorrected"] = 1 / (1 + (1 / predictions["probability"] - 1) / 5)
+    run = write_run(tmp_path / "run", predictions, "model:\n  head: deep\nseed: 3\n")
+    metrics = evaluate_run(run, n_bootstrap=100, recalibration="platt")
+    test = metrics["external_test"]
+    assert test["auc_ci_method"].startswith("obuchowski")
+    assert test["rates_ci_method"].startswith("patient bootstrap, percentile")
+    assert test["sensitivity_ci_wilson"] is not None and test["sensitivity_ci"] is not None
+    assert test["calibration_ci_method"] == "patient bootstrap, percentile"
+    assert len(test["calibration_slope_ci"]) == 2
+    assert "calibration_before_correction" in test
+    assert {r["site"] for r in test["calibration_by_site"]} == {"B", "C"}
+    assert test["triage"]["share_triaged"] is not None
+    assert test["tscore_regression"]["mae"] == pytest.approx(0.2)
+    assert metrics["settings"]["recalibration"]["method"] == "platt"
+    assert metrics["settings"]["cluster_unit"] == "patient"
+    report = (run / "report.md").read_text()
+    for heading in ("## Calibration", "## Clinical utility", "## T-score regression",
+                    "## TRIPOD+AI checklist", "Items the authors must write themselves"):
+        assert heading in report
+    for name in ("calibration_curve.png", "decision_curve.png", "bland_altman.png"):
+        assert (run / name).read_bytes().startswith(PNG_MAGIC)
+        assert f"]({name})" in report
+    dca = pd.read_csv(run / "decision_curve.csv")
+    assert set(dca["split"]) == {"val", "internal_test", "external_test"}
+
+
+def test_a_one_class_split_still_gets_metrics_without_intervals(predictions):
+    table = predictions.copy()
+    only_negative = (table["split"] == "external_test")
+    table.loc[only_negative, "label"] = 0
+    try:
+        metrics = compute_run_metrics(table, n_bootstrap=50)
+    except EvaluationInputError:
+        pytest.skip("one-class splits are handled by the degenerate-split change")
+    split = metrics["external_test"]
+    assert split["auc_ci"] is None and "calibration_slope_ci" not in split

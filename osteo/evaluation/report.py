@@ -51,6 +51,7 @@ from osteo.evaluation.subgroups import (
     subgroup_aucs,
 )
 from osteo.evaluation.thresholds import binary_metrics_at_threshold, select_threshold
+from osteo.evaluation.training_curves import CSV_LOG_DIR, plot_training_curves
 from osteo.evaluation.triage import TriageRule, apply_triage, choose_triage
 from osteo.evaluation.tripod import tripod_section
 from osteo.evaluation.tscore import tscore_metrics
@@ -549,6 +550,11 @@ def evaluate_run(run_dir: str | Path, **settings) -> dict:
             plots.append(plot_bland_altman(tests["tscore"], tests["tscore_pred"],
                                            run.path / "bland_altman.png",
                                            "T-score: test sets"))
+    curves = plot_training_curves(
+        {stage: run.path / CSV_LOG_DIR / stage / "metrics.csv"
+         for stage in ("segmentation", "classifier")}, run.path / "training_curves.png")
+    if curves is not None:
+        plots.append(curves)
     tripod = tripod_section(run.path, predictions, metrics)
     write_text_atomic(run.path / "report.md", _report_markdown(run.name, metrics, plots, tripod))
     return metrics

@@ -197,11 +197,15 @@ def classifier_settings(ctx: RunContext, texture_dim: int, pos_weight: float | N
 
 
 def _make_logger(ctx: RunContext):
+    from lightning.pytorch.loggers import CSVLogger
+
+    # run_dir/logs/classifier/metrics.csv, beside W&B: training_curves.png needs no server.
+    csv_logger = CSVLogger(save_dir=str(ctx.run_dir), name="logs", version="classifier")
     if ctx.cfg.logger.mode == "disabled":
-        return False
+        return [csv_logger]
     from osteo.pipeline.wandb_logging import make_wandb_logger
 
-    return make_wandb_logger(ctx)
+    return [make_wandb_logger(ctx), csv_logger]
 
 
 def _predictions(

@@ -18,6 +18,7 @@ import pandas as pd
 import SimpleITK as sitk
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 
 from osteo.data.datamodules import SegmentationDataModule
 from osteo.hashing import digest, file_digest
@@ -103,7 +104,10 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
     work = out_dir / "train"
     callbacks = training_callbacks(work)
     checkpoint = callbacks[0]
-    trainer = build_trainer(ctx.cfg.trainer, seg.max_epochs, work, callbacks=callbacks)
+    # CSV curves beside the cached model: training_curves.png needs no W&B server.
+    csv_logger = CSVLogger(save_dir=str(work), name="", version="csv")
+    trainer = build_trainer(ctx.cfg.trainer, seg.max_epochs, work, callbacks=callbacks,
+                            logger=csv_logger)
     last = work / "last.ckpt"
     resume = str(last) if ctx.cfg.resume and last.is_file() else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
@@ -216,6 +220,12 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
                 record.figures["train_seconds"] = round(time.perf_counter() - start, 1)
                 record.figures["train_studies"] = len(train_rows)
                 record.figures["val_studies"] = len(val_rows)
+
+            curves = out_dir / "train" / "csv" / "metrics.csv"
+            if curves.is_file() and is_global_zero():  # also when the model is reused
+                target = ctx.run_dir / "logs" / "segmentation" / "metrics.csv"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(curves, target)
 
         model = load_segmentation_model(checkpoint)
         cache = MaskCache(ctx.cache_dir / "masks")
