@@ -409,14 +409,16 @@ def _report_markdown(name: str, metrics: dict, plots: list[Path],
     level = f"{100 * settings['confidence_level']:g}%"
     any_split = metrics[splits[0]]
     threshold = any_split["threshold"]
+    # The methods line describes a test split's intervals (val may be too small for some).
+    described = metrics[next((s for s in reversed(splits) if s != "val"), splits[0])]
     lines = [
         f"# Evaluation of `{name}`",
         "",
         f"Threshold **{threshold:.4f}** chosen on `val` by {_describe_threshold(settings)}, "
         "then applied unchanged to the test sets (a study is positive when its probability "
         ">= the threshold).",
-        f"{level} intervals: AUC {any_split.get('auc_ci_method') or 'none'}; sensitivity, "
-        f"specificity, PPV, NPV: {any_split.get('rates_ci_method')} "
+        f"{level} intervals: AUC {described.get('auc_ci_method') or 'none'}; sensitivity, "
+        f"specificity, PPV, NPV: {described.get('rates_ci_method')} "
         f"({settings['n_bootstrap']} resamples, seed {settings['seed']}; Wilson intervals in "
         "metrics.json as `*_ci_wilson`). See docs/evaluation.md.",
         "",

@@ -2,8 +2,8 @@
 
 Each training stage writes a ``metrics.csv`` (one row per logged step or epoch, a column per
 metric, blanks where a metric was not logged in that row). The figure has one row per stage:
-losses per epoch on the left, the validation AUC (classifier) or Dice (segmentation) on the
-right.
+losses per epoch on the left, the validation (and training) AUC of the classifier or the
+validation Dice of the segmentation on the right.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def plot_training_curves(logs: Mapping[str, str | Path], path: str | Path) -> Pa
     for row, (name, table) in enumerate(tables.items()):
         losses = [c for c in _pick(table.columns, "loss", "loss_epoch")
                   if not c.endswith("_step") and table[c].notna().any()]
-        scores = [c for c in _pick(table.columns, "val/auc", "val_dice")
+        scores = [c for c in _pick(table.columns, "val/auc", "train/auc", "val_dice")
                   if table[c].notna().any()]
         for column in losses:
             values = table[["epoch", column]].dropna()

@@ -82,6 +82,7 @@ def tripod_section(run_dir: str | Path, predictions: pd.DataFrame, metrics: dict
     data, model, train = (config.get(k, {}) or {} for k in ("data", "model", "train"))
     settings = metrics.get("settings", {})
     splits = [s for s in ("val", "internal_test", "external_test") if s in metrics]
+    described = metrics[next((s for s in reversed(splits) if s != "val"), splits[0])]
     perf = [[s, format_ci(metrics[s]["auc"], metrics[s].get("auc_ci")),
              format_ci(metrics[s].get("sensitivity"), metrics[s].get("sensitivity_ci")),
              format_ci(metrics[s].get("specificity"), metrics[s].get("specificity_ci")),
@@ -111,8 +112,8 @@ def tripod_section(run_dir: str | Path, predictions: pd.DataFrame, metrics: dict
         f"{settings.get('threshold_method', '?')}; prior-shift correction "
         f"{'applied' if settings.get('prior_shift_corrected') else 'not applied'}; "
         f"recalibration {settings.get('recalibration', {}).get('method', 'none')}.",
-        f"- **Statistical methods (12f)**: AUC CIs {metrics[splits[0]].get('auc_ci_method')}; "
-        f"proportions {metrics[splits[0]].get('rates_ci_method')}; "
+        f"- **Statistical methods (12f)**: AUC CIs {described.get('auc_ci_method')}; "
+        f"proportions {described.get('rates_ci_method')}; "
         f"{settings.get('n_bootstrap')} resamples, seed {settings.get('seed')}; see "
         "docs/evaluation.md.",
         "- **Performance with CIs (20b)**:", "",
