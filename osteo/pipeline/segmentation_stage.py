@@ -104,8 +104,9 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
     work = out_dir / "train"
     callbacks = training_callbacks(work)
     checkpoint = callbacks[0]
-    # CSV curves beside the cached model: training_curves.png needs no W&B server.
-    csv_logger = CSVLogger(save_dir=str(work), name="", version="csv")
+    # CSV curves beside the cached model (not in the checkpoint folder, which Lightning wants
+    # empty): training_curves.png needs no W&B server.
+    csv_logger = CSVLogger(save_dir=str(out_dir), name="", version="logs")
     trainer = build_trainer(ctx.cfg.trainer, seg.max_epochs, work, callbacks=callbacks,
                             logger=csv_logger)
     last = work / "last.ckpt"
@@ -221,7 +222,7 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
                 record.figures["train_studies"] = len(train_rows)
                 record.figures["val_studies"] = len(val_rows)
 
-            curves = out_dir / "train" / "csv" / "metrics.csv"
+            curves = out_dir / "logs" / "metrics.csv"
             if curves.is_file() and is_global_zero():  # also when the model is reused
                 target = ctx.run_dir / "logs" / "segmentation" / "metrics.csv"
                 target.parent.mkdir(parents=True, exist_ok=True)
