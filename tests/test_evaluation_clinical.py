@@ -194,3 +194,29 @@ def test_training_curves_from_lightning_csv_files(tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="no 'epoch' column"):
         epoch_table(bad)
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_recalibration_record_rebuilds_the_same_map(method):
+    """tools/predict.py rebuilds the val recalibration from metrics.json's record."""
+    import json
+
+    from osteo.evaluation.recalibration import Recalibrator
+    from osteo.evaluation.report import to_jsonable
+
+    rng = np.random.default_rng(5)
+    p = sigmoid(rng.normal(-1, 1.5, size=300))
+    y = (rng.random(300) < sigmoid(0.5 * logit(p) - 0.5)).astype(int)
+    fitted = fit_recalibration(method, y, p)
+    record = json.loads(json.dumps(to_jsonable({"method": method, **fitted.params})))
+    rebuilt = Recalibrator.from_record(record)
+    new = np.linspace(0.0, 1.0, 57)
+    np.testing.assert_allclose(rebuilt(new), fitted(new), atol=1e-12)
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        reference = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(p, y)
+        np.testing.assert_allclose(fitted(new), reference.predict(new), atol=1e-12)
+    assert Recalibrator.from_record(None)(new) is not None
+    with pytest.raises(ValueError, match="lacks"):
+        Recalibrator.from_record({"method": "platt"})

@@ -50,11 +50,11 @@ def prior_shift_correct(prob, pos_weight: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Recalibrator:
-    """A monotone map of probabilities fitted on validation; ``params`` for the record."""
+    """A monotone map of probabilities fitted on validation. ``params`` is all it needs, so
+    the record in metrics.json rebuilds it (:meth:`from_record`, used by tools/predict.py)."""
 
     method: str
     params: dict
-    _model: object = None
 
     def __call__(self, prob) -> np.ndarray:
         prob = np.asarray(prob, dtype=np.float64)
@@ -62,7 +62,19 @@ class Recalibrator:
             return prob
         if self.method == "platt":
             return sigmoid(self.params["intercept"] + self.params["slope"] * logit(prob))
-        return np.clip(self._model.predict(prob), 0.0, 1.0)
+        # IsotonicRegression.predict with out_of_bounds="clip" is this interpolation.
+        return np.clip(np.interp(prob, self.params["x"], self.params["y"]), 0.0, 1.0)
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> Recalibrator:
+        """From metrics.json's ``settings.recalibration`` (None or absent: identity)."""
+        if not record or record.get("method", "none") == "none":
+            return cls("none", {})
+        method = record["method"]
+        keys = {"platt": ("intercept", "slope"), "isotonic": ("x", "y")}.get(method)
+        if keys is None or any(k not in record for k in keys):
+            raise ValueError(f"recalibration record {record!r} lacks {keys} for {method!r}")
+        return cls(method, {k: record[k] for k in keys})
 
 
 def fit_recalibration(method: str, y_val, prob_val) -> Recalibrator:
@@ -86,4 +98,5 @@ def fit_recalibration(method: str, y_val, prob_val) -> Recalibrator:
     from sklearn.isotonic import IsotonicRegression
 
     model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(prob, y)
-    return Recalibrator("isotonic", {"n_steps": int(len(model.X_thresholds_))}, model)
+    return Recalibrator("isotonic", {"x": model.X_thresholds_.tolist(),
+                                     "y": model.y_thresholds_.tolist()})
