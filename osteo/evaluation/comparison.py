@@ -10,6 +10,7 @@ Several runs of one model (seeds) are each listed and summarised as mean +- SD.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,7 +240,7 @@ def build_comparison_table(
         estimates = {}
         for name, score in scores.items():
             try:
-                estimates[name] = clustered_auc(labels, score, patients, confidence_level)
+                estimates[name] = _auc_estimate(labels, score, patients, confidence_level)
             except ValueError as err:
                 raise EvaluationInputError(f"run {name!r}, split {split!r}: {err}") from err
         family = []  # (row key, raw p) of every pre-specified comparison in this split
@@ -266,7 +267,7 @@ def build_comparison_table(
                 y, reader_scores = labels[index], scored["score"].to_numpy()
                 sub_patients = None if patients is None else patients[index]
                 try:
-                    estimate = clustered_auc(y, reader_scores, sub_patients, confidence_level)
+                    estimate = _auc_estimate(y, reader_scores, sub_patients, confidence_level)
                 except ValueError as err:
                     raise EvaluationInputError(f"reader {reader!r}, split {split!r}: {err}") \
                         from err
@@ -300,20 +301,38 @@ def build_comparison_table(
     return table
 
 
+def _auc_estimate(labels, scores, patients, level):
+    """Clustered AUC CI; with fewer than 2 patients of a class (2 positive studies of one
+    patient) the study-level DeLong CI, its method saying so."""
+    try:
+        return clustered_auc(labels, scores, patients, level)
+    except ValueError:
+        if patients is None:
+            raise
+        fallback = clustered_auc(labels, scores, None, level)
+        return dataclasses.replace(fallback, method="delong, study level (too few patients)")
+
+
 def _paired(labels, score_a, *, score_b, patients, split, reference, level, n_bootstrap,
             seed) -> dict:
     """Obuchowski's paired test of the primary (a) against b, and the bootstrap CI of the
     AUC difference a - b (patients resampled, both AUCs on the same resample)."""
+    method = "obuchowski paired" if patients is not None else "delong paired"
     try:
-        test = clustered_paired_test(labels, score_a, score_b, patients)
+        try:
+            test = clustered_paired_test(labels, score_a, score_b, patients)
+        except ValueError:
+            if patients is None:
+                raise
+            # Fewer than 2 patients of a class: the study-level test, and the method says so.
+            test = clustered_paired_test(labels, score_a, score_b, None)
+            method = "delong paired, study level (too few patients)"
     except ValueError as err:
         raise EvaluationInputError(f"split {split!r}, comparison with {reference!r}: {err}") \
             from err
     result = {f"{split}_compared_with": reference, f"{split}_p_value": test.p_value,
               f"{split}_n_compared": test.n, f"{split}_auc_difference": test.difference,
-              f"{split}_auc_a": test.auc_a,
-              f"{split}_p_method": "obuchowski paired" if patients is not None
-              else "delong paired"}
+              f"{split}_auc_a": test.auc_a, f"{split}_p_method": method}
     if n_bootstrap > 0:
         labels = np.asarray(labels)
         a, b = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
