@@ -395,6 +395,13 @@ def format_comparison_markdown(table: pd.DataFrame, confidence_level: float = 0.
     return markdown_table(headers, rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
+def _seed_text(seed) -> str:
+    """A seed as written in the config: 2, not 2.0 (pandas makes the column float)."""
+    if seed is None or seed != seed:
+        return "?"
+    return str(int(seed)) if float(seed).is_integer() else str(seed)
+
+
 def seed_summary(table: pd.DataFrame, confidence_level: float = 0.95) -> tuple[pd.DataFrame, str]:
     """Per model: number of runs, mean +- SD (n - 1) of the AUC per test split, and each run's
     AUC with its CI (seed in brackets). Returns the table and its Markdown."""
@@ -412,7 +419,7 @@ def seed_summary(table: pd.DataFrame, confidence_level: float = 0.95) -> tuple[p
             record.update({f"{split}_auc_mean": mean, f"{split}_auc_sd": sd})
             each = "; ".join(
                 f"{format_ci(r[f'{split}_auc'], (r[f'{split}_auc_ci_low'], r[f'{split}_auc_ci_high']))}"  # noqa: E501
-                f" [seed {r['seed'] if r['seed'] == r['seed'] and r['seed'] is not None else '?'}]"
+                f" [seed {_seed_text(r.get('seed'))}]"
                 for r in group.to_dict("records") if r.get(f"{split}_auc") == r.get(f"{split}_auc")
                 and r.get(f"{split}_auc") is not None)
             cells += ["-" if mean is None else
