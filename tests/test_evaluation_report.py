@@ -431,3 +431,20 @@ def test_a_one_class_split_still_gets_metrics_without_intervals(predictions):
         pytest.skip("one-class splits are handled by the degenerate-split change")
     split = metrics["external_test"]
     assert split["auc_ci"] is None and "calibration_slope_ci" not in split
+
+
+def test_a_sweep_without_the_configured_primary_uses_its_first_planned_model(tmp_path):
+    from types import SimpleNamespace
+
+    from osteo.sweeps.runner import _compare
+
+    cohort = make_cohort(seed=9)
+    dirs = [write_run(tmp_path / f"fusion_all__head-{head}__seed-0",
+                      make_predictions(cohort, sep, i), f"model:\n  head: {head}\nseed: 0\n")
+            for i, (head, sep) in enumerate([("clinical", 1.0), ("deep_clinical", 2.5)])]
+    outcomes = [SimpleNamespace(ok=True, run_dir=d) for d in dirs]
+    result, error = _compare(outcomes, tmp_path / "summary", None)
+    assert error is None
+    table = result.table.set_index("name")
+    assert table.loc["fusion_clinical", "internal_test_compared_with"] == "reference"
+    assert table.loc["fusion_deep_clinical", "internal_test_compared_with"] == "fusion_clinical"

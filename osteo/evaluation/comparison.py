@@ -37,9 +37,9 @@ from osteo.evaluation.runs import (
 from osteo.evaluation.stats import _auc_unchecked, holm_adjust
 from osteo.evaluation.thresholds import select_threshold
 
-__all__ = ["DEFAULT_PRIMARY", "ComparisonPlan", "ComparisonResult", "build_comparison_table",
-           "compare_runs", "format_comparison_markdown", "model_key", "plan_comparisons",
-           "planned_analysis", "seed_summary"]
+__all__ = ["DEFAULT_PRIMARY", "ComparisonPlan", "ComparisonResult", "PrimaryNotFoundError",
+           "build_comparison_table", "compare_runs", "format_comparison_markdown", "model_key",
+           "plan_comparisons", "planned_analysis", "seed_summary"]
 
 REFERENCE = "reference"
 DEFAULT_PRIMARY = "fusion_all"
@@ -156,6 +156,10 @@ def _display_names(runs: Sequence[Run], keys: Sequence[str]) -> list[str]:
     return names
 
 
+class PrimaryNotFoundError(EvaluationInputError):
+    """The pre-specified primary model is not among the runs given."""
+
+
 @dataclass(frozen=True)
 class ComparisonPlan:
     """The pre-specified analysis: the primary model and the models/readers compared with it."""
@@ -177,7 +181,7 @@ def plan_comparisons(keys: Sequence[str], reader_names: Sequence[str], primary: 
                 f"{models}")
         primary = models[0]
     if primary not in models:
-        raise EvaluationInputError(
+        raise PrimaryNotFoundError(
             f"the primary model {primary!r} is not among the runs given (models: {models}); "
             "pass its run folder or name another with --primary")
     default = [m for m in models if m != primary] + readers
@@ -399,7 +403,10 @@ def _seed_text(seed) -> str:
     """A seed as written in the config: 2, not 2.0 (pandas makes the column float)."""
     if seed is None or seed != seed:
         return "?"
-    return str(int(seed)) if float(seed).is_integer() else str(seed)
+    try:
+        return str(int(seed)) if float(seed).is_integer() else str(seed)
+    except (TypeError, ValueError):
+        return str(seed)
 
 
 def seed_summary(table: pd.DataFrame, confidence_level: float = 0.95) -> tuple[pd.DataFrame, str]:
