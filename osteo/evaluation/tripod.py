@@ -2,12 +2,14 @@
 385:e078378), with the items only the authors can write listed as such.
 
 Filled from: ``config.yaml`` (data source, model specification, seed), ``predictions.csv``
-(splits, sites, study dates, sample sizes and events, missing ages), ``metrics.json``
+(splits, sites, study dates, sample sizes and events, missing ages), ``stages.json`` (the
+training split's counts, the prior-shift correction), ``metrics.json``
 (performance with CIs, calibration, subgroups) and the installed package versions.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -57,8 +59,25 @@ def _config(run_dir: Path) -> dict:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _split_table(predictions: pd.DataFrame) -> str:
+def _stage_figures(run_dir: Path) -> dict:
+    """``stages.json``'s figures per stage ({} when absent or unreadable)."""
+    path = run_dir / "stages.json"
+    try:
+        stages = json.loads(path.read_text()).get("stages", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: v.get("figures", {}) for k, v in stages.items() if isinstance(v, dict)}
+
+
+def _split_table(predictions: pd.DataFrame, data_figures: dict) -> str:
     rows = []
+    train = data_figures.get("train")
+    if "train" not in set(predictions["split"]) and isinstance(train, dict):
+        # The training split is not predicted; its counts come from the data stage.
+        rows.append(["train", str(train.get("studies", "-")), str(train.get("patients", "-")),
+                     str(train.get("positives", "-")),
+                     format_number(100 * train["positives"] / train["studies"], 1) + "%"
+                     if train.get("studies") else "-", "-", "-", "-"])
     for split, part in predictions.groupby("split", sort=False):
         n_patients = part["patient_id_hash"].nunique() if "patient_id_hash" in part else None
         dates = "-"
@@ -81,6 +100,8 @@ def tripod_section(run_dir: str | Path, predictions: pd.DataFrame, metrics: dict
     config = _config(run_dir)
     data, model, train = (config.get(k, {}) or {} for k in ("data", "model", "train"))
     settings = metrics.get("settings", {})
+    figures = _stage_figures(run_dir)
+    classifier = figures.get("classifier", {})
     splits = [s for s in ("val", "internal_test", "external_test") if s in metrics]
     described = metrics[next((s for s in reversed(splits) if s != "val"), splits[0])]
     perf = [[s, format_ci(metrics[s]["auc"], metrics[s].get("auc_ci")),
@@ -99,7 +120,7 @@ def tripod_section(run_dir: str | Path, predictions: pd.DataFrame, metrics: dict
         + (f", source `{data['source']}`" if data.get("source") else "") + ".",
         "- **Splits (5b, 12a)**: by patient (no patient in two splits); the external test is "
         "the held-out site(s). Dates and sites per split:", "",
-        _split_table(predictions), "",
+        _split_table(predictions, figures.get("data", {})), "",
         "- **Missing data (7c)**: studies whose segmentation or ROI failed are listed in "
         "`stages.json` and excluded before prediction; a missing age is kept and forms its own "
         "age band; no imputation of the outcome.",
@@ -110,7 +131,10 @@ def tripod_section(run_dir: str | Path, predictions: pd.DataFrame, metrics: dict
         "in `config.yaml`, preprocessing for new images in `inference.json`.",
         f"- **Threshold and calibration (12e, 15)**: threshold chosen on val by "
         f"{settings.get('threshold_method', '?')}; prior-shift correction "
-        f"{'applied' if settings.get('prior_shift_corrected') else 'not applied'}; "
+        f"{'applied' if settings.get('prior_shift_corrected') else 'not applied'}"
+        + (f" (logit - {classifier['prior_shift_logit']}, training pos_weight "
+           f"{classifier.get('pos_weight')})" if classifier.get("prior_shift_logit") else "")
+        + "; "
         f"recalibration {settings.get('recalibration', {}).get('method', 'none')}.",
         f"- **Statistical methods (12f)**: AUC CIs {described.get('auc_ci_method')}; "
         f"proportions {described.get('rates_ci_method')}; "
