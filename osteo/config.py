@@ -199,6 +199,23 @@ class TrainConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """The pre-specified analysis and the clinical read-outs (docs/evaluation.md)."""
+
+    # The primary model of tools/compare.py and the models/readers compared with it (empty:
+    # every other model and every reader); never chosen from test results.
+    primary: str = "fusion_all"
+    comparisons: list[str] = field(default_factory=list)
+    # Recalibration fitted on val only, applied unchanged to the test sets.
+    recalibration: Literal["none", "platt", "isotonic"] = "none"
+    # Two-threshold triage chosen on val: rule out at NPV >= triage_npv, rule in at PPV >=.
+    triage_npv: float = 0.95
+    triage_ppv: float = 0.95
+    # Decision curve: threshold probabilities from 0.01 to this, in steps of 0.01.
+    dca_max_threshold: float = 0.6
+
+
+@dataclass
 class LoggerConfig:
     """W&B logging; offline by default so no account is needed."""
 
@@ -226,6 +243,7 @@ class OsteoConfig:
     radiomics: RadiomicsConfig = field(default_factory=RadiomicsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
@@ -319,6 +337,13 @@ def _validate(cfg: OsteoConfig) -> None:
             "Invalid value for config key 'segmentation.spatial_size': "
             f"{list(cfg.segmentation.spatial_size)}; expected two integers (rows, columns)"
         )
+    for key in ("triage_npv", "triage_ppv"):
+        if not 0.0 < getattr(cfg.evaluation, key) < 1.0:
+            raise ConfigError(f"Invalid value for config key 'evaluation.{key}': "
+                              f"{getattr(cfg.evaluation, key)}; expected a value in (0, 1)")
+    if not 0.01 < cfg.evaluation.dca_max_threshold < 1.0:
+        raise ConfigError(f"Invalid value for config key 'evaluation.dca_max_threshold': "
+                          f"{cfg.evaluation.dca_max_threshold}; expected a value in (0.01, 1)")
     if cfg.data.synthetic.workers < 1:
         raise ConfigError(
             f"Invalid value for config key 'data.synthetic.workers': "

@@ -23,7 +23,6 @@ from osteo.evaluation import (
     compare_runs,
     compute_run_metrics,
     delong_auc,
-    delong_paired_test,
     evaluate_run,
     format_summary_table,
     holm_adjust,
@@ -34,6 +33,7 @@ from osteo.evaluation import (
     select_threshold,
     summary_rows,
 )
+from osteo.evaluation.clustered import clustered_auc, clustered_paired_test
 from osteo.evaluation.report import to_jsonable
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -224,55 +224,110 @@ def test_comparison_table_p_values_and_holm(runs_and_readers):
     cohort, run_dirs, readers_path = runs_and_readers
     runs = [load_run(d) for d in run_dirs]
     readers = load_readers(readers_path, runs[0].predictions)
-    table = build_comparison_table(runs, readers).set_index("name")
-    assert table.index.tolist() == ["clinical", "deep", "deep_clinical", "R1", "R2"]
+    # The primary is pre-specified (here the middle model, not the best one).
+    table = build_comparison_table(runs, readers, primary="fusion_deep",
+                                   n_bootstrap=200).set_index("name")
+    names = ["clinical", "fusion_deep", "deep_clinical"]
+    assert table.index.tolist() == [*names, "R1", "R2"]
     assert table["kind"].tolist() == ["model"] * 3 + ["reader"] * 2
     for split in ("internal_test", "external_test"):
-        parts = {r.name: r.split(split).set_index("study_id") for r in runs}
+        parts = dict(zip(names, (r.split(split).set_index("study_id") for r in runs),
+                         strict=True))
         labels = parts["clinical"]["label"]
-        aucs = {n: delong_auc(labels, p.loc[labels.index, "probability"]).auc
-                for n, p in parts.items()}
-        best = max(aucs, key=aucs.get)
-        assert table.loc[best, f"{split}_compared_with"] == "reference"
+        patients = parts["clinical"]["patient_id_hash"].to_numpy()
+        primary = parts["fusion_deep"].loc[labels.index, "probability"]
+        assert table.loc["fusion_deep", f"{split}_compared_with"] == "reference"
         raw = {}
-        for name in aucs:
-            assert table.loc[name, f"{split}_auc"] == pytest.approx(aucs[name])
-            if name != best:
-                test = delong_paired_test(labels, parts[best].loc[labels.index, "probability"],
-                                          parts[name].loc[labels.index, "probability"])
+        for name in names:
+            score = parts[name].loc[labels.index, "probability"]
+            auc = clustered_auc(labels, score, patients)
+            assert table.loc[name, f"{split}_auc"] == pytest.approx(auc.auc)
+            assert table.loc[name, f"{split}_auc_ci_low"] == pytest.approx(auc.ci_low)
+            if name != "fusion_deep":
+                test = clustered_paired_test(labels, primary, score, patients)
                 raw[name] = test.p_value
                 assert table.loc[name, f"{split}_p_value"] == pytest.approx(test.p_value)
+                low = table.loc[name, f"{split}_auc_difference_ci_low"]
+                high = table.loc[name, f"{split}_auc_difference_ci_high"]
+                assert low <= test.difference <= high
         if split == "external_test":
             scored = readers.set_index("study_id")
             for reader in ("R1", "R2"):
                 mine = scored[scored["reader"] == reader]
-                test = delong_paired_test(labels.loc[mine.index],
-                                          parts[best].loc[mine.index, "probability"],
-                                          mine["score"])
+                rows = labels.index.get_indexer(mine.index)
+                test = clustered_paired_test(labels.loc[mine.index], primary.loc[mine.index],
+                                             mine["score"], patients[rows])
                 raw[reader] = test.p_value
                 assert table.loc[reader, f"{split}_auc"] == pytest.approx(test.auc_b)
                 assert table.loc[reader, f"{split}_p_value"] == pytest.approx(test.p_value)
         else:
             assert table.loc[["R1", "R2"], f"{split}_auc"].isna().all()
-        # One Holm family per test set: other models and readers against the best model.
+        # One Holm family per test set: exactly the pre-specified comparisons.
         adjusted = dict(zip(raw, holm_adjust(list(raw.values())), strict=True))
         for name, p_holm in adjusted.items():
             assert table.loc[name, f"{split}_p_value_holm"] == pytest.approx(p_holm)
 
 
+def test_comparison_holm_family_is_exactly_the_prespecified_comparisons(runs_and_readers):
+    _, run_dirs, readers_path = runs_and_readers
+    runs = [load_run(d) for d in run_dirs]
+    readers = load_readers(readers_path, runs[0].predictions)
+    table = build_comparison_table(runs, readers, primary="deep_clinical",
+                                   comparisons=["clinical", "R1"], n_bootstrap=0)
+    table = table.set_index("name")
+    raw = table.loc[["clinical", "R1"], "external_test_p_value"]
+    np.testing.assert_allclose(table.loc[["clinical", "R1"], "external_test_p_value_holm"],
+                               holm_adjust(raw.to_numpy()))
+    assert pd.isna(table.loc["fusion_deep", "external_test_p_value"])
+    assert pd.isna(table.loc["R2", "external_test_p_value"])
+
+
+def test_comparison_needs_a_prespecified_primary_among_the_runs(runs_and_readers):
+    _, run_dirs, _ = runs_and_readers
+    runs = [load_run(d) for d in run_dirs]
+    with pytest.raises(EvaluationInputError, match="primary model 'fusion_all' is not among"):
+        build_comparison_table(runs, primary="fusion_all")
+    with pytest.raises(EvaluationInputError, match="name the primary model"):
+        build_comparison_table(runs, primary=None)
+    with pytest.raises(EvaluationInputError, match="comparison 'nope' is not among"):
+        build_comparison_table(runs, primary="clinical", comparisons=["nope"])
+
+
+def test_several_seeds_per_model_are_paired_by_seed_and_summarised(tmp_path):
+    cohort = make_cohort(seed=6)
+    dirs = []
+    for seed in (0, 1, 2):
+        dirs.append(write_run(tmp_path / f"all_s{seed}", make_predictions(cohort, 2.5, seed),
+                              f"model:\n  head: deep_texture_clinical\nseed: {seed}\n"))
+        dirs.append(write_run(tmp_path / f"clin_s{seed}",
+                              make_predictions(cohort, 1.0, 10 + seed),
+                              f"model:\n  head: clinical\nseed: {seed}\n"))
+    result = compare_runs(dirs, out_dir=tmp_path / "out", n_bootstrap=50)
+    table = result.table.set_index("name")
+    assert table.loc["fusion_clinical (clin_s1)", "internal_test_compared_with"] == \
+        "fusion_all (all_s1)"
+    seeds = pd.read_csv(tmp_path / "out" / "seeds.csv").set_index("model")
+    aucs = table[table["model"] == "fusion_all"]["external_test_auc"]
+    assert seeds.loc["fusion_all", "n_runs"] == 3
+    assert seeds.loc["fusion_all", "external_test_auc_mean"] == pytest.approx(aucs.mean())
+    assert seeds.loc["fusion_all", "external_test_auc_sd"] == pytest.approx(aucs.std(ddof=1))
+    assert "[seed 2]" in result.markdown and "+-" in result.markdown
+
+
 def test_compare_runs_writes_table_and_plots(runs_and_readers, tmp_path):
     _, run_dirs, readers = runs_and_readers
-    result = compare_runs(run_dirs, readers, tmp_path / "out")
+    result = compare_runs(run_dirs, readers, tmp_path / "out", primary="deep_clinical",
+                          n_bootstrap=100)
     out = tmp_path / "out"
     csv = pd.read_csv(out / "comparison.csv")
-    assert csv["name"].tolist() == ["clinical", "deep", "deep_clinical", "R1", "R2"]
+    assert csv["name"].tolist() == ["clinical", "fusion_deep", "deep_clinical", "R1", "R2"]
     n_external = SPLIT_SIZES["external_test"]
     assert csv["external_test_n"].tolist() == [n_external] * 5
     assert csv.loc[3:, "internal_test_n"].isna().all()  # readers only scored external_test
     # Counts are written as integers ("140", not "140.0") even in columns with empty cells.
     assert f",{SPLIT_SIZES['internal_test']}.0," not in (out / "comparison.csv").read_text()
     markdown = (out / "comparison.md").read_text()
-    assert "| Model | Internal test AUC (95% CI) | P (Holm) |" in markdown
+    assert "| Model | Internal test AUC (95% CI) | difference (CI) | P (Holm) |" in markdown
     assert "reference" in markdown and "Reader: R1" in markdown
     for name in ("roc_internal_test.png", "roc_external_test.png", "reliability.png"):
         assert (out / name).read_bytes().startswith(PNG_MAGIC)
@@ -288,7 +343,7 @@ def test_compare_rejects_different_test_sets(tmp_path):
                                                .index[:5]))
     with pytest.raises(EvaluationInputError, match="'external_test': runs 'a' and 'b' have "
                                                    "different studies"):
-        compare_runs([a, b], out_dir=tmp_path / "out")
+        compare_runs([a, b], out_dir=tmp_path / "out", primary="a")
 
 
 def test_compare_rejects_readers_outside_one_test_split(tmp_path):
@@ -303,10 +358,10 @@ def test_compare_disambiguates_runs_with_the_same_name(tmp_path):
     cohort = make_cohort(seed=4)
     a = write_run(tmp_path / "a", make_predictions(cohort, 2.0, 0), "name: run\n")
     b = write_run(tmp_path / "b", make_predictions(cohort, 2.5, 1), "name: run\n")
-    result = compare_runs([a, b], out_dir=tmp_path / "out")
+    result = compare_runs([a, b], out_dir=tmp_path / "out", n_bootstrap=0)
     assert result.table["name"].tolist() == ["run (a)", "run (b)"]
     with pytest.raises(EvaluationInputError, match="given twice"):
-        compare_runs([a, a], out_dir=tmp_path / "out")
+        compare_runs([a, a], out_dir=tmp_path / "out", n_bootstrap=0)
 
 
 def test_single_run_comparison_has_no_p_values(tmp_path):
@@ -314,3 +369,82 @@ def test_single_run_comparison_has_no_p_values(tmp_path):
     table = compare_runs([run], out_dir=tmp_path / "out").table
     assert table.loc[0, "internal_test_compared_with"] == "reference"
     assert "internal_test_p_value" not in table.columns
+
+
+def test_the_primary_comes_from_the_runs_config(tmp_path):
+    cohort = make_cohort(seed=7)
+    plan = "evaluation:\n  primary: fusion_clinical\n  comparisons: [fusion_deep]\n"
+    dirs = [write_run(tmp_path / head, make_predictions(cohort, sep, i),
+                      f"model:\n  head: {head}\n{plan}")
+            for i, (head, sep) in enumerate([("clinical", 1.0), ("deep", 2.0),
+                                             ("texture", 1.5)])]
+    table = compare_runs(dirs, out_dir=tmp_path / "out", n_bootstrap=0).table.set_index("name")
+    assert table.loc["fusion_clinical", "internal_test_compared_with"] == "reference"
+    assert table.loc["fusion_deep", "internal_test_compared_with"] == "fusion_clinical"
+    assert pd.isna(table.loc["fusion_texture", "internal_test_p_value"])  # not pre-specified
+    write_run(tmp_path / "texture", make_predictions(cohort, 1.5, 2),
+              "model:\n  head: texture\nevaluation:\n  primary: fusion_texture\n")
+    with pytest.raises(EvaluationInputError, match="name different analyses"):
+        compare_runs(dirs, out_dir=tmp_path / "out", n_bootstrap=0)
+
+
+def test_metrics_say_which_method_gave_each_interval_and_report_has_the_new_sections(tmp_path):
+    cohort = make_cohort(seed=8)
+    predictions = make_predictions(cohort, 2.5, 0)
+    predictions["site"] = np.where(predictions["split"] == "external_test", "B", "A")
+    predictions.loc[predictions.index % 3 == 0, "site"] = "C"
+    predictions["tscore"] = -1.5 - 1.5 * predictions["label"] + 0.3
+    predictions["tscore_pred"] = predictions["tscore"] + 0.2
+    predictions["probability_uncorrected"] = 1 / (1 + (1 / predictions["probability"] - 1) / 5)
+    run = write_run(tmp_path / "run", predictions, "model:\n  head: deep\nseed: 3\n")
+    metrics = evaluate_run(run, n_bootstrap=100, recalibration="platt")
+    test = metrics["external_test"]
+    assert test["auc_ci_method"].startswith("obuchowski")
+    assert test["rates_ci_method"].startswith("patient bootstrap, percentile")
+    assert test["sensitivity_ci_wilson"] is not None and test["sensitivity_ci"] is not None
+    assert test["calibration_ci_method"] == "patient bootstrap, percentile"
+    assert len(test["calibration_slope_ci"]) == 2
+    assert "calibration_before_correction" in test
+    assert {r["site"] for r in test["calibration_by_site"]} == {"B", "C"}
+    assert test["triage"]["share_triaged"] is not None
+    assert test["tscore_regression"]["mae"] == pytest.approx(0.2)
+    assert metrics["settings"]["recalibration"]["method"] == "platt"
+    assert metrics["settings"]["cluster_unit"] == "patient"
+    report = (run / "report.md").read_text()
+    for heading in ("## Calibration", "## Clinical utility", "## T-score regression",
+                    "## TRIPOD+AI checklist", "Items the authors must write themselves"):
+        assert heading in report
+    for name in ("calibration_curve.png", "decision_curve.png", "bland_altman.png"):
+        assert (run / name).read_bytes().startswith(PNG_MAGIC)
+        assert f"]({name})" in report
+    dca = pd.read_csv(run / "decision_curve.csv")
+    assert set(dca["split"]) == {"val", "internal_test", "external_test"}
+
+
+def test_a_one_class_split_still_gets_metrics_without_intervals(predictions):
+    table = predictions.copy()
+    only_negative = (table["split"] == "external_test")
+    table.loc[only_negative, "label"] = 0
+    try:
+        metrics = compute_run_metrics(table, n_bootstrap=50)
+    except EvaluationInputError:
+        pytest.skip("one-class splits are handled by the degenerate-split change")
+    split = metrics["external_test"]
+    assert split["auc_ci"] is None and "calibration_slope_ci" not in split
+
+
+def test_a_sweep_without_the_configured_primary_uses_its_first_planned_model(tmp_path):
+    from types import SimpleNamespace
+
+    from osteo.sweeps.runner import _compare
+
+    cohort = make_cohort(seed=9)
+    dirs = [write_run(tmp_path / f"fusion_all__head-{head}__seed-0",
+                      make_predictions(cohort, sep, i), f"model:\n  head: {head}\nseed: 0\n")
+            for i, (head, sep) in enumerate([("clinical", 1.0), ("deep_clinical", 2.5)])]
+    outcomes = [SimpleNamespace(ok=True, run_dir=d) for d in dirs]
+    result, error = _compare(outcomes, tmp_path / "summary", None)
+    assert error is None
+    table = result.table.set_index("name")
+    assert table.loc["fusion_clinical", "internal_test_compared_with"] == "reference"
+    assert table.loc["fusion_deep_clinical", "internal_test_compared_with"] == "fusion_clinical"

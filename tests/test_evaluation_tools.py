@@ -60,9 +60,13 @@ def test_evaluate_tool_target_sensitivity(workspace, capsys):
 
 def test_compare_tool_writes_the_table(workspace):
     root, run_dirs, readers = workspace
-    result = run_tool("compare.py", *run_dirs, "--readers", readers, "--out", "cmp", cwd=root)
+    missing = run_tool("compare.py", *run_dirs, "--out", "cmp", cwd=root)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "primary model 'fusion_all' is not among the runs" in missing.stderr
+    result = run_tool("compare.py", *run_dirs, "--readers", readers, "--out", "cmp",
+                      "--primary", "deep_clinical", "--n-bootstrap", "100", cwd=root)
     assert result.returncode == 0, result.stderr
-    assert "| Model | Internal test AUC (95% CI) | P (Holm) |" in result.stdout
+    assert "| Model | Internal test AUC (95% CI) | difference (CI) | P (Holm) |" in result.stdout
     for name in ("comparison.md", "comparison.csv", "roc_internal_test.png",
                  "roc_external_test.png", "reliability.png"):
         assert (root / "cmp" / name).is_file(), name

@@ -66,6 +66,11 @@ def test_main_command_writes_the_run_folder_and_reuses_every_stage(tmp_path, tin
         "roc_internal_test.png",
         "roc_external_test.png",
         "reliability.png",
+        "calibration_curve.png",
+        "decision_curve.png",
+        "decision_curve.csv",
+        "logs/classifier/metrics.csv",
+        "training_curves.png",
     ):
         assert (run / name).is_file(), name
     predictions = pd.read_csv(run / "predictions.csv")
@@ -82,7 +87,14 @@ def test_main_command_writes_the_run_folder_and_reuses_every_stage(tmp_path, tin
             "threshold",
             "n",
             "n_positive",
+            "auc_ci_method",
+            "rates_ci_method",
+            "decision_curve",
+            "triage",
         } <= set(metrics[split])
+    # The class weighting is undone in the written probabilities (prior shift).
+    assert "probability_uncorrected" in predictions.columns
+    assert metrics["settings"]["prior_shift_corrected"]
     recorded = stages(run)
     assert list(recorded) == [
         "data",

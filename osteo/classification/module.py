@@ -132,6 +132,15 @@ class OsteoporosisModule(pl.LightningModule):
         return self.encoder is not None
 
     @property
+    def logit_shift(self) -> float:
+        """log w, subtracted from the logit before the sigmoid in prediction: training with
+        pos_weight w inflates the optimal logit by log w (prior shift; see
+        osteo/evaluation/recalibration.py), so the corrected probability is a risk."""
+        if self.config.imbalance != "pos_weight":
+            return 0.0
+        return math.log(float(self.pos_weight))
+
+    @property
     def has_aux_tscore(self) -> bool:
         return self.config.aux_tscore_weight > 0
 
@@ -237,13 +246,17 @@ class OsteoporosisModule(pl.LightningModule):
         return self._shared_step(batch, splits[dataloader_idx])
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0):
-        """``{"study_id", "probability", ["label"], ["tscore_pred"], ["deep_features"]}``."""
+        """``{"study_id", "probability", ["probability_uncorrected"], ["label"],
+        ["tscore_pred"], ["deep_features"]}``; ``probability`` is prior-shift corrected."""
         features = self.head_features(batch)
         out = self.head(features)
+        logit = out["logit"].float()
         result: dict[str, Any] = {
             "study_id": list(batch["study_id"]),
-            "probability": torch.sigmoid(out["logit"].float()).cpu(),
+            "probability": torch.sigmoid(logit - self.logit_shift).cpu(),
         }
+        if self.logit_shift:
+            result["probability_uncorrected"] = torch.sigmoid(logit).cpu()
         if "label" in batch:
             result["label"] = batch["label"].float().cpu()
         if "tscore" in out:

@@ -169,11 +169,15 @@ def classifier_settings(ctx: RunContext, texture_dim: int, pos_weight: float | N
 
 
 def _make_logger(ctx: RunContext):
+    from lightning.pytorch.loggers import CSVLogger
+
+    # run_dir/logs/classifier/metrics.csv, beside W&B: training_curves.png needs no server.
+    csv_logger = CSVLogger(save_dir=str(ctx.run_dir), name="logs", version="classifier")
     if ctx.cfg.logger.mode == "disabled":
-        return False
+        return [csv_logger]
     from osteo.pipeline.wandb_logging import make_wandb_logger
 
-    return make_wandb_logger(ctx)
+    return [make_wandb_logger(ctx), csv_logger]
 
 
 def _predictions(
@@ -205,6 +209,8 @@ def _predictions(
                     "label": batch["label"].numpy().astype(int),
                 }
             )
+            if "probability_uncorrected" in batch:  # before the prior-shift correction
+                frame["probability_uncorrected"] = batch["probability_uncorrected"].numpy()
             if "tscore_pred" in batch:
                 frame["tscore_pred"] = batch["tscore_pred"].float().numpy()
             frames.append(frame)
@@ -214,6 +220,11 @@ def _predictions(
     table["patient_id_hash"] = [hash_identifier(p) for p in info["patient_id"]]
     table["sex"] = info["sex"].to_numpy()
     table["age"] = info["age"].to_numpy(dtype=float)
+    # Site, date and DXA T-score feed the per-site calibration, the TRIPOD section and the
+    # T-score head's error (evaluation); none identifies a patient.
+    for column in ("site", "study_date", "tscore"):
+        if column in info:
+            table[column] = info[column].to_numpy()
     return table
 
 
@@ -369,6 +380,8 @@ def run_classifier_stage(
                 "head": settings.head,
                 "inputs": sorted(settings.inputs),
                 "pos_weight": round(datamodule.pos_weight, 3),
+                # Subtracted from every logit in predictions.csv (prior-shift correction).
+                "prior_shift_logit": round(module.logit_shift, 6),
                 "imputed": datamodule.imputed,
                 "studies": {s: len(datamodule.splits[s]["study_id"]) for s in datamodule.splits},
             }

@@ -1,10 +1,17 @@
-"""Compare runs (and readers) as in the reference's table: AUC with 95% CI per test set, paired
-DeLong p-values against the best model (Holm-corrected), readers' rows, ROC and reliability plots.
+"""Compare runs (and readers) as in the reference's table: AUC with 95% CI per test set
+(clustered by patient), paired Obuchowski p-values against the pre-specified primary model
+(Holm over exactly the pre-specified comparisons), AUC differences with patient-bootstrap CIs,
+readers' rows, ROC and reliability plots. Several runs of one model (seeds) are each listed
+and summarised as mean +- SD.
 
-    python tools/compare.py runs/clinical runs/deep runs/deep_clinical \\
-        --readers data/synthetic/readers.csv --out runs_comparison
+    python tools/compare.py runs/fusion_all runs/fusion_clinical runs/fusion_deep \\
+        --primary fusion_all --readers data/synthetic/readers.csv --out runs_comparison
 
-Writes comparison.md, comparison.csv, roc_<test split>.png and reliability.png to --out.
+A run's model is fusion_<head> from its config.yaml (fusion_all for deep_texture_clinical),
+else its name. The primary is never chosen from test results: --primary, else the runs'
+config key evaluation.primary (default fusion_all).
+
+Writes comparison.md, comparison.csv, seeds.csv, roc_<test split>.png and reliability.png.
 Exits 0 on success, 1 when an input file is missing or malformed.
 """
 
@@ -14,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from osteo.evaluation.comparison import compare_runs
+from osteo.evaluation.comparison import DEFAULT_PRIMARY, compare_runs
 from osteo.evaluation.runs import EvaluationInputError
 
 
@@ -33,9 +40,22 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path("comparison"), help="output folder (default: ./comparison)"
     )
     parser.add_argument("--confidence-level", type=float, default=0.95)
+    parser.add_argument("--primary", default=None,
+                        help="the pre-specified primary model (default: evaluation.primary of "
+                        f"the runs' config.yaml, else {DEFAULT_PRIMARY}); with a single model "
+                        "it is that model")
+    parser.add_argument("--compare", nargs="+", default=None, metavar="MODEL",
+                        help="the pre-specified comparisons with the primary (models or "
+                        "reader names; default: evaluation.comparisons of the runs' config, "
+                        "else every other model and every reader)")
+    parser.add_argument("--n-bootstrap", type=int, default=2000,
+                        help="patient-bootstrap resamples for the AUC differences (0: skip)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
     try:
-        result = compare_runs(args.runs, args.readers, args.out, args.confidence_level)
+        result = compare_runs(args.runs, args.readers, args.out, args.confidence_level,
+                              primary=args.primary, comparisons=args.compare,
+                              n_bootstrap=args.n_bootstrap, seed=args.seed)
     except EvaluationInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,8 +1,10 @@
-"""Recompute a run's metrics.json, plots (roc_<test split>.png, reliability.png) and report.md
-from its predictions.csv, and print the summary table.
+"""Recompute a run's metrics.json, plots (roc_<test split>.png, reliability.png,
+calibration_curve.png, decision_curve.png, bland_altman.png) and report.md from its
+predictions.csv, and print the summary table.
 
     python tools/evaluate.py --run runs/deep_clinical [--threshold-method sensitivity
-        --target-sensitivity 0.9] [--n-bootstrap 2000] [--seed 0]
+        --target-sensitivity 0.9] [--n-bootstrap 2000] [--seed 0] [--recalibration platt]
+        [--triage-npv 0.95 --triage-ppv 0.95]
 
 Exits 0 on success, 1 when the run folder's files are missing or malformed.
 """
@@ -42,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         help="patient bootstrap resamples for the AUC (0: skip)",
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--recalibration", choices=("none", "platt", "isotonic"),
+                        default="none", help="recalibration fitted on val (default: none)")
+    parser.add_argument("--triage-npv", type=float, default=0.95,
+                        help="rule-out zone: NPV on val at least this (default 0.95)")
+    parser.add_argument("--triage-ppv", type=float, default=0.95,
+                        help="rule-in zone: PPV on val at least this (default 0.95)")
     args = parser.parse_args(argv)
     if (args.threshold_method == "sensitivity") != (args.target_sensitivity is not None):
         parser.error("--target-sensitivity goes with --threshold-method sensitivity (and only it)")
@@ -53,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             confidence_level=args.confidence_level,
             n_bootstrap=args.n_bootstrap,
             seed=args.seed,
+            recalibration=args.recalibration,
+            triage_npv=args.triage_npv,
+            triage_ppv=args.triage_ppv,
         )
     except EvaluationInputError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Evaluation: AUC with DeLong CIs and tests, bootstrap, thresholds, calibration, reports.
+"""Evaluation: AUC with clustered (Obuchowski) and DeLong CIs and tests, bootstrap, thresholds,
+calibration, decision curves, triage, reports.
 
 ``stats`` / ``thresholds`` / ``calibration`` / ``subgroups`` work on arrays; ``runs`` reads run
 folders and readers; ``report`` writes one run's metrics.json and report.md; ``comparison``
@@ -12,12 +13,28 @@ from osteo.evaluation.calibration import (
     expected_calibration_error,
     reliability_bins,
 )
+from osteo.evaluation.clustered import (
+    ClusteredAUC,
+    ClusteredPairedResult,
+    bootstrap_rates,
+    clustered_auc,
+    clustered_covariance,
+    clustered_paired_test,
+    patient_index_bootstrap,
+)
 from osteo.evaluation.comparison import (
+    DEFAULT_PRIMARY,
+    ComparisonPlan,
     ComparisonResult,
     build_comparison_table,
     compare_runs,
     format_comparison_markdown,
+    model_key,
+    plan_comparisons,
+    seed_summary,
 )
+from osteo.evaluation.decision_curve import decision_curve, net_benefit
+from osteo.evaluation.recalibration import fit_recalibration, prior_shift_correct
 from osteo.evaluation.report import (
     compute_run_metrics,
     evaluate_run,
@@ -54,9 +71,29 @@ from osteo.evaluation.thresholds import (
     select_threshold,
     wilson_interval,
 )
+from osteo.evaluation.triage import TriageRule, apply_triage, choose_triage
 
 __all__ = [
+    "DEFAULT_PRIMARY",
     "AUCEstimate",
+    "ClusteredAUC",
+    "ClusteredPairedResult",
+    "ComparisonPlan",
+    "TriageRule",
+    "apply_triage",
+    "bootstrap_rates",
+    "choose_triage",
+    "clustered_auc",
+    "clustered_covariance",
+    "clustered_paired_test",
+    "decision_curve",
+    "fit_recalibration",
+    "model_key",
+    "net_benefit",
+    "patient_index_bootstrap",
+    "plan_comparisons",
+    "prior_shift_correct",
+    "seed_summary",
     "BinaryMetrics",
     "BootstrapResult",
     "CalibrationFit",

@@ -21,8 +21,22 @@ from osteo.evaluation.calibration import (
     expected_calibration_error,
     reliability_bins,
 )
+from osteo.evaluation.calibration_curve import calibration_with_ci, smoothed_calibration_curve
+from osteo.evaluation.clinical_plots import (
+    plot_bland_altman,
+    plot_decision_curves,
+    plot_smoothed_calibration,
+)
+from osteo.evaluation.clustered import RATE_NAMES, bootstrap_rates, clustered_auc
+from osteo.evaluation.decision_curve import DEFAULT_DCA_THRESHOLDS, decision_curve
 from osteo.evaluation.formatting import format_ci, format_number, markdown_table, text_table
 from osteo.evaluation.plots import ROCSeries, plot_reliability, plot_roc
+from osteo.evaluation.recalibration import fit_recalibration
+from osteo.evaluation.report_sections import (
+    calibration_section,
+    clinical_utility_section,
+    tscore_section,
+)
 from osteo.evaluation.runs import (
     EVALUATED_SPLITS,
     TEST_SPLITS,
@@ -37,6 +51,10 @@ from osteo.evaluation.subgroups import (
     subgroup_aucs,
 )
 from osteo.evaluation.thresholds import binary_metrics_at_threshold, select_threshold
+from osteo.evaluation.training_curves import CSV_LOG_DIR, plot_training_curves
+from osteo.evaluation.triage import TriageRule, apply_triage, choose_triage
+from osteo.evaluation.tripod import tripod_section
+from osteo.evaluation.tscore import tscore_metrics
 
 __all__ = [
     "compute_run_metrics",
@@ -89,6 +107,36 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
+PATIENT_COLUMN = "patient_id_hash"  # the cluster of inference: one patient's studies
+CALIBRATION_CURVE_RESAMPLES = 200  # the lowess band needs fewer resamples than a CI bound
+
+
+def _patients(part: pd.DataFrame):
+    return part[PATIENT_COLUMN].to_numpy() if PATIENT_COLUMN in part else None
+
+
+def _auc_with_ci(y_true, y_prob, patients, confidence_level) -> dict:
+    """Clustered (Obuchowski) AUC CI, the study-level DeLong CI beside it for reference."""
+    n_positive = int(np.sum(y_true))
+    if min(n_positive, len(y_true) - n_positive) < 2:
+        return {"auc": roc_auc(y_true, y_prob) if 0 < n_positive < len(y_true) else None,
+                "auc_ci": None, "auc_variance": None,
+                "auc_ci_method": "none: fewer than 2 positive or 2 negative studies"}
+    delong = delong_auc(y_true, y_prob, confidence_level)
+    result = {"auc": delong.auc, "auc_ci_delong_study_level": delong.ci}
+    try:
+        clustered = clustered_auc(y_true, y_prob, patients, confidence_level)
+    except ValueError as err:  # fewer than 2 patients of a class: the study-level CI only
+        result.update({"auc_ci": delong.ci, "auc_variance": delong.variance,
+                       "auc_ci_method": f"delong, study level ({err})"})
+        return result
+    method = ("obuchowski: clustered by patient (Obuchowski 1997)" if patients is not None
+              else "delong: no patient ids, each study its own patient")
+    result.update({"auc_ci": clustered.ci, "auc_variance": clustered.variance,
+                   "auc_ci_method": method})
+    return result
+
+
 def _split_metrics(
     part: pd.DataFrame,
     threshold: float,
@@ -97,39 +145,62 @@ def _split_metrics(
     seed: int,
     ece_bins: int,
     age_edges,
+    triage: TriageRule | None = None,
+    dca_thresholds=DEFAULT_DCA_THRESHOLDS,
 ) -> dict:
     y_true = part["label"].to_numpy()
     y_prob = part["probability"].to_numpy()
-    patients = part["patient_id_hash"].to_numpy() if "patient_id_hash" in part else None
+    patients = _patients(part)
     n_positive = int(np.sum(y_true))
-    # DeLong's variance needs two studies of each class; a smaller split (a tiny cohort, a
-    # rare subgroup) still gets its AUC, with no interval and a note saying why.
-    if min(n_positive, len(y_true) - n_positive) >= 2:
-        auc = delong_auc(y_true, y_prob, confidence_level)
-        auc_value, auc_ci, variance, method = auc.auc, auc.ci, auc.variance, "delong"
-    else:
-        auc_value, auc_ci, variance = roc_auc(y_true, y_prob), None, None
-        method = "none: fewer than 2 positive or 2 negative studies"
+    both_classes = 0 < n_positive < len(y_true)
     binary = binary_metrics_at_threshold(y_true, y_prob, threshold, confidence_level)
-    calibration = calibration_slope_intercept(y_true, y_prob)
+    rates = {k: v for k, v in binary.to_dict().items()
+             if k not in ("threshold", "confidence_level")}
+    wilson = {f"{k}_ci_wilson": rates[f"{k}_ci"] for k in RATE_NAMES}
+    rates_method = "wilson score interval (study level)"
+    if n_bootstrap > 0 and both_classes:
+        boot = bootstrap_rates(y_true, y_prob, threshold, patients, n_resamples=n_bootstrap,
+                               confidence_level=confidence_level, seed=seed)
+        rates.update({f"{k}_ci": v for k, v in boot.items()})
+        rates_method = ("patient" if patients is not None else "study") + \
+            " bootstrap, percentile, stratified by label"
     metrics = {
         "n": len(part),
         "n_positive": n_positive,
         "n_patients": len(set(patients)) if patients is not None else len(part),
-        "auc": auc_value,
-        "auc_ci": auc_ci,
-        "auc_ci_method": method,
-        "auc_variance": variance,
+        **_auc_with_ci(y_true, y_prob, patients, confidence_level),
         "threshold": threshold,
-        **{k: v for k, v in binary.to_dict().items() if k not in ("threshold", "confidence_level")},
+        **rates,
+        "rates_ci_method": rates_method,
+        **wilson,
         "ece": expected_calibration_error(y_true, y_prob, ece_bins),
-        "calibration_slope": calibration.slope,
-        "calibration_intercept": calibration.intercept,
-        "calibration_in_the_large": calibration.calibration_in_the_large,
-        "calibration_note": calibration.note,
         "reliability": reliability_bins(y_true, y_prob, ece_bins).to_dict(),
     }
-    if n_bootstrap > 0 and variance is not None:
+    if both_classes:
+        metrics.update(calibration_with_ci(
+            y_true, y_prob, patients, n_resamples=min(n_bootstrap, 1000),
+            confidence_level=confidence_level, seed=seed))
+        metrics["calibration_curve"] = smoothed_calibration_curve(
+            y_true, y_prob, patients, n_resamples=min(n_bootstrap, CALIBRATION_CURVE_RESAMPLES),
+            confidence_level=confidence_level, seed=seed)
+        if "probability_uncorrected" in part:
+            before = part["probability_uncorrected"].to_numpy()
+            fit = calibration_slope_intercept(y_true, before)
+            metrics["calibration_before_correction"] = {
+                "calibration_slope": fit.slope, "calibration_intercept": fit.intercept,
+                "calibration_in_the_large": fit.calibration_in_the_large,
+                "ece": expected_calibration_error(y_true, before, ece_bins)}
+        if "site" in part and part["site"].nunique() > 1:
+            metrics["calibration_by_site"] = _calibration_by_site(
+                part, confidence_level, min(n_bootstrap, 1000), seed)
+    else:
+        metrics["calibration_note"] = "one class only: no calibration slope or intercept"
+    metrics["decision_curve"] = decision_curve(y_true, y_prob, dca_thresholds).to_dict("list")
+    if triage is not None:
+        metrics["triage"] = apply_triage(y_true, y_prob, triage, patients,
+                                         n_resamples=n_bootstrap if both_classes else 0,
+                                         confidence_level=confidence_level, seed=seed)
+    if n_bootstrap > 0 and metrics["auc_variance"] is not None:
         boot = bootstrap_auc_ci(
             y_true,
             y_prob,
@@ -140,6 +211,9 @@ def _split_metrics(
         )
         metrics["auc_ci_bootstrap"] = boot.ci
         metrics["bootstrap_unit"] = boot.unit
+    if {"tscore", "tscore_pred"} <= set(part.columns):
+        metrics["tscore_regression"] = tscore_metrics(
+            part["tscore"], part["tscore_pred"], y_true, patients, confidence_level)
     subgroups = {}
     if "sex" in part:
         subgroups["sex"] = [
@@ -158,6 +232,33 @@ def _split_metrics(
     return metrics
 
 
+def _calibration_by_site(part: pd.DataFrame, confidence_level, n_bootstrap, seed) -> list:
+    rows = []
+    for site, group in part.groupby("site", sort=True):
+        y = group["label"].to_numpy()
+        row = {"site": str(site), "n": len(group), "n_positive": int(y.sum())}
+        if 0 < y.sum() < len(y):
+            row.update(calibration_with_ci(y, group["probability"].to_numpy(),
+                                           _patients(group), n_resamples=n_bootstrap,
+                                           confidence_level=confidence_level, seed=seed))
+        else:
+            row["calibration_note"] = "one class only at this site"
+        rows.append(row)
+    return rows
+
+
+def recalibrate(predictions: pd.DataFrame, method: str):
+    """``(predictions with recalibrated probability, the Recalibrator)``, fitted on val."""
+    val = predictions[predictions["split"] == "val"]
+    recalibrator = fit_recalibration(method, val["label"].to_numpy(),
+                                     val["probability"].to_numpy())
+    if recalibrator.method != "none":
+        predictions = predictions.copy()
+        predictions["probability_before_recalibration"] = predictions["probability"]
+        predictions["probability"] = recalibrator(predictions["probability"].to_numpy())
+    return predictions, recalibrator
+
+
 def compute_run_metrics(
     predictions: pd.DataFrame,
     *,
@@ -169,11 +270,16 @@ def compute_run_metrics(
     ece_bins: int = 10,
     age_edges=DEFAULT_AGE_EDGES,
     source: str = "predictions",
+    recalibration: str = "none",
+    triage_npv: float = 0.95,
+    triage_ppv: float = 0.95,
+    dca_thresholds=DEFAULT_DCA_THRESHOLDS,
 ) -> dict:
     """Metrics of every evaluated split present in ``predictions`` (see runs.load_predictions).
 
-    Returns ``{split: {...}, "settings": {...}}`` ready for metrics.json. The threshold comes
-    from ``val`` (required); ``source`` names the file in error messages.
+    Returns ``{split: {...}, "settings": {...}}`` ready for metrics.json. The threshold, the
+    optional recalibration (``platt``/``isotonic``) and the triage rule come from ``val``
+    (required); ``source`` names the file in error messages.
     """
     present = [s for s in EVALUATED_SPLITS if (predictions["split"] == s).any()]
     if "val" not in present:
@@ -184,12 +290,18 @@ def compute_run_metrics(
     metrics: dict = {}
     try:
         val = predictions[predictions["split"] == "val"]
+        # Recalibration is fitted on val only and applied unchanged to every split; the
+        # val split's calibration after it is then in-sample (docs/evaluation.md).
+        predictions, recalibrator = recalibrate(predictions, recalibration)
+        val = predictions[predictions["split"] == "val"]
         threshold = select_threshold(
             val["label"].to_numpy(),
             val["probability"].to_numpy(),
             threshold_method,
             target_sensitivity,
         )
+        triage = choose_triage(val["label"].to_numpy(), val["probability"].to_numpy(),
+                               triage_npv, triage_ppv)
     except ValueError as err:
         raise EvaluationInputError(f"{source}, split 'val': {err}") from err
     for split in present:
@@ -202,6 +314,8 @@ def compute_run_metrics(
                 seed,
                 ece_bins,
                 age_edges,
+                triage,
+                dca_thresholds,
             )
         except ValueError as err:
             raise EvaluationInputError(f"{source}, split {split!r}: {err}") from err
@@ -215,6 +329,13 @@ def compute_run_metrics(
         "ece_bins": ece_bins,
         "age_edges": list(age_edges),
         "missing_splits": [s for s in EVALUATED_SPLITS if s not in present],
+        "cluster_unit": "patient" if PATIENT_COLUMN in predictions else "study",
+        "bootstrap_interval": "percentile",
+        "recalibration": {"method": recalibrator.method, "fitted_on": "val",
+                          **recalibrator.params},
+        "prior_shift_corrected": "probability_uncorrected" in predictions,
+        "triage_rule": triage.to_dict(),
+        "dca_thresholds": [float(t) for t in dca_thresholds],
     }
     return metrics
 
@@ -281,22 +402,25 @@ def _describe_threshold(settings: dict) -> str:
     )
 
 
-def _report_markdown(name: str, metrics: dict, plots: list[Path]) -> str:
+def _report_markdown(name: str, metrics: dict, plots: list[Path],
+                     tripod: list[str] | None = None) -> str:
     settings = metrics[SETTINGS_KEY]
     splits = [s for s in EVALUATED_SPLITS if s in metrics]
     level = f"{100 * settings['confidence_level']:g}%"
     any_split = metrics[splits[0]]
     threshold = any_split["threshold"]
+    # The methods line describes a test split's intervals (val may be too small for some).
+    described = metrics[next((s for s in reversed(splits) if s != "val"), splits[0])]
     lines = [
         f"# Evaluation of `{name}`",
         "",
         f"Threshold **{threshold:.4f}** chosen on `val` by {_describe_threshold(settings)}, "
         "then applied unchanged to the test sets (a study is positive when its probability "
         ">= the threshold).",
-        f"{level} intervals: AUC by DeLong's method (Sun & Xu algorithm); proportions by "
-        f"Wilson's score interval. Bootstrap: {settings['n_bootstrap']} resamples of "
-        f"{any_split.get('bootstrap_unit', 'study')}s stratified by label, seed "
-        f"{settings['seed']}. See docs/evaluation.md.",
+        f"{level} intervals: AUC {described.get('auc_ci_method') or 'none'}; sensitivity, "
+        f"specificity, PPV, NPV: {described.get('rates_ci_method')} "
+        f"({settings['n_bootstrap']} resamples, seed {settings['seed']}; Wilson intervals in "
+        "metrics.json as `*_ci_wilson`). See docs/evaluation.md.",
         "",
         "## Summary",
         "",
@@ -336,31 +460,10 @@ def _report_markdown(name: str, metrics: dict, plots: list[Path]) -> str:
             ],
         ),
         "",
-        "## Calibration",
-        "",
-        markdown_table(
-            (
-                "split",
-                f"ECE ({settings['ece_bins']} bins)",
-                "slope",
-                "intercept",
-                "calibration-in-the-large",
-                "note",
-            ),
-            [
-                [
-                    s,
-                    format_number(metrics[s]["ece"]),
-                    format_number(metrics[s]["calibration_slope"]),
-                    format_number(metrics[s]["calibration_intercept"]),
-                    format_number(metrics[s]["calibration_in_the_large"]),
-                    metrics[s]["calibration_note"],
-                ]
-                for s in splits
-            ],
-        ),
-        "",
     ]
+    lines += calibration_section(metrics, splits, settings)
+    lines += clinical_utility_section(metrics, splits, settings)
+    lines += tscore_section(metrics, splits)
     subgroup_rows = [
         [
             s,
@@ -385,15 +488,18 @@ def _report_markdown(name: str, metrics: dict, plots: list[Path]) -> str:
             ),
             "",
         ]
+    lines += tripod or []
     lines += ["## Plots", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
 
 
 def evaluate_run(run_dir: str | Path, **settings) -> dict:
-    """Recompute a run folder's ``metrics.json``, ``roc_<test split>.png``, ``reliability.png``
-    and ``report.md`` from its ``predictions.csv``; return the metrics as written (JSON types).
-    ``settings`` go to :func:`compute_run_metrics`.
+    """Recompute a run folder's ``metrics.json``, plots (``roc_<test split>.png``,
+    ``reliability.png``, ``calibration_curve.png``, ``decision_curve.png`` and its CSV,
+    ``bland_altman.png`` with a T-score head) and ``report.md`` from its ``predictions.csv``;
+    return the metrics as written (JSON types). ``settings`` go to
+    :func:`compute_run_metrics`.
     """
     run = load_run(run_dir)
     # The JSON form (NaN -> None) is what is written, returned and rendered: one version.
@@ -403,26 +509,54 @@ def evaluate_run(run_dir: str | Path, **settings) -> dict:
     write_text_atomic(
         run.path / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n"
     )
+    # The plots show the probabilities the metrics were computed on (after recalibration).
+    predictions, _ = recalibrate(run.predictions, settings.get("recalibration", "none"))
+
+    def split(name: str) -> pd.DataFrame:
+        return predictions[predictions["split"] == name]
+
     threshold = metrics["val"]["threshold"]
+    splits = [s for s in EVALUATED_SPLITS if s in metrics]
     plots = []
-    for split in TEST_SPLITS:
-        if split in metrics:
-            part = run.split(split)
+    for name in TEST_SPLITS:
+        if name in metrics:
+            part = split(name)
             series = ROCSeries(
                 run.name, part["label"].to_numpy(), part["probability"].to_numpy(), threshold
             )
             plots.append(
-                plot_roc([series], run.path / f"roc_{split}.png", f"{SPLIT_TITLES[split]}: ROC")
+                plot_roc([series], run.path / f"roc_{name}.png", f"{SPLIT_TITLES[name]}: ROC")
             )
     panels = {
-        SPLIT_TITLES[s]: [
-            (run.name, run.split(s)["label"].to_numpy(), run.split(s)["probability"].to_numpy())
-        ]
-        for s in EVALUATED_SPLITS
-        if s in metrics
+        SPLIT_TITLES[s]: [(run.name, split(s)["label"].to_numpy(),
+                           split(s)["probability"].to_numpy())]
+        for s in splits
     }
     plots.append(
         plot_reliability(panels, run.path / "reliability.png", metrics[SETTINGS_KEY]["ece_bins"])
     )
-    write_text_atomic(run.path / "report.md", _report_markdown(run.name, metrics, plots))
+    curves = {SPLIT_TITLES[s]: metrics[s]["calibration_curve"] for s in splits
+              if "calibration_curve" in metrics[s]}
+    if curves:
+        plots.append(plot_smoothed_calibration(curves, run.path / "calibration_curve.png"))
+    dca = {s: pd.DataFrame(metrics[s]["decision_curve"]) for s in splits}
+    write_text_atomic(run.path / "decision_curve.csv", pd.concat(
+        [frame.assign(split=s) for s, frame in dca.items()], ignore_index=True
+    ).to_csv(index=False))
+    plots.append(plot_decision_curves({SPLIT_TITLES[s]: f for s, f in dca.items()},
+                                      run.path / "decision_curve.png"))
+    if {"tscore", "tscore_pred"} <= set(predictions.columns):
+        tests = predictions[predictions["split"].isin(TEST_SPLITS)]
+        tests = tests[tests["tscore"].notna() & tests["tscore_pred"].notna()]
+        if len(tests) > 2:
+            plots.append(plot_bland_altman(tests["tscore"], tests["tscore_pred"],
+                                           run.path / "bland_altman.png",
+                                           "T-score: test sets"))
+    curves = plot_training_curves(
+        {stage: run.path / CSV_LOG_DIR / stage / "metrics.csv"
+         for stage in ("segmentation", "classifier")}, run.path / "training_curves.png")
+    if curves is not None:
+        plots.append(curves)
+    tripod = tripod_section(run.path, predictions, metrics)
+    write_text_atomic(run.path / "report.md", _report_markdown(run.name, metrics, plots, tripod))
     return metrics

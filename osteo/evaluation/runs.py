@@ -26,7 +26,8 @@ __all__ = [
 ]
 
 PREDICTION_COLUMNS = ("study_id", "split", "probability", "label")
-OPTIONAL_PREDICTION_COLUMNS = ("patient_id_hash", "sex", "age")
+OPTIONAL_PREDICTION_COLUMNS = ("patient_id_hash", "sex", "age", "site", "study_date", "tscore",
+                               "tscore_pred", "probability_uncorrected")
 READER_COLUMNS = ("study_id", "reader", "score")
 KNOWN_SPLITS = ("train", "val", "internal_test", "external_test")
 EVALUATED_SPLITS = ("val", "internal_test", "external_test")
@@ -50,7 +51,7 @@ def _read_csv(path: Path, required: tuple[str, ...], what: str) -> pd.DataFrame:
     try:
         # study ids stay strings ("007" must not become 7) so they match across files.
         table = pd.read_csv(path, dtype={"study_id": str, "patient_id_hash": str, "reader": str,
-                                         "split": str, "sex": str})
+                                         "split": str, "sex": str, "site": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise EvaluationInputError(f"{path}: cannot read {what} CSV: {err}") from err
     table.columns = [str(c).strip() for c in table.columns]

@@ -13,9 +13,10 @@ __all__ = ["run_evaluation_stage"]
 
 
 def run_evaluation_stage(ctx: RunContext) -> dict:
+    from osteo.evaluation.decision_curve import dca_thresholds
     from osteo.evaluation.report import evaluate_run
 
-    train = ctx.cfg.train
+    train, evaluation = ctx.cfg.train, ctx.cfg.evaluation
     with ctx.stage("evaluation") as record:
         metrics = evaluate_run(
             ctx.run_dir,
@@ -23,6 +24,10 @@ def run_evaluation_stage(ctx: RunContext) -> dict:
             target_sensitivity=train.target_sensitivity,
             n_bootstrap=train.n_bootstrap,
             seed=ctx.cfg.seed,
+            recalibration=evaluation.recalibration,
+            triage_npv=evaluation.triage_npv,
+            triage_ppv=evaluation.triage_ppv,
+            dca_thresholds=dca_thresholds(evaluation.dca_max_threshold),
         )
         record.status = "ran"
         record.figures = {

@@ -102,7 +102,8 @@ def explain_prediction(
 
     explanation = Explanation(
         logit=float(logit.detach()),
-        probability=float(torch.sigmoid(logit.detach())),
+        # The same prior-shift correction as predict_step (the run's threshold is on it).
+        probability=float(torch.sigmoid(logit.detach() - module.logit_shift)),
         tscore=float(out["tscore"].detach().float().sum()) if "tscore" in out else None,
     )
     grads_by_key = dict(

@@ -150,9 +150,9 @@ class Predictor:
         explanation = explain_prediction(
             run.module, batch, inputs.names, inputs.raw, inputs.imputed, settings.gradcam
         )
-        result.probability = explanation.probability
+        result.probability = float(run.recalibration(explanation.probability))
         result.threshold = run.threshold
-        result.positive = explanation.probability >= run.threshold
+        result.positive = result.probability >= run.threshold
         result.tscore = explanation.tscore if run.has_tscore else None
         result.explanation = explanation.summary(settings.top_k)
         if settings.overlays_dir is not None:

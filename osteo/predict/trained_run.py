@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from osteo.classification.inputs import Standardizer
+from osteo.evaluation.recalibration import Recalibrator
 from osteo.hashing import file_digest
 
 __all__ = ["RunFolderError", "TrainedRun", "load_trained_run", "resolve_device"]
@@ -43,6 +44,9 @@ class TrainedRun:
     segmentation_checkpoint: Path | None
     segmentation_problem: str | None  # why there is no usable segmentation checkpoint
     notes: list[str] = field(default_factory=list)
+    # The recalibration fitted on val by the evaluation (identity when none): the threshold
+    # in metrics.json is on recalibrated probabilities, so prediction must apply it too.
+    recalibration: Recalibrator = field(default_factory=lambda: Recalibrator("none", {}))
 
     @property
     def name(self) -> str:
@@ -182,7 +186,13 @@ def load_trained_run(
     scalers = {
         k: Standardizer.from_state_dict(v) for k, v in _read_json(run_dir / "scalers.json").items()
     }
-    threshold, threshold_note = _threshold(_read_json(run_dir / "metrics.json"))
+    metrics = _read_json(run_dir / "metrics.json")
+    threshold, threshold_note = _threshold(metrics)
+    try:
+        recalibration = Recalibrator.from_record(
+            (metrics.get("settings") or {}).get("recalibration"))
+    except ValueError as err:
+        raise RunFolderError(f"{run_dir / 'metrics.json'}: {err}") from None
     module = _load_module(run_dir / "checkpoints" / "model.ckpt")
     if sorted(module.inputs) != sorted(card["inputs"]):
         raise RunFolderError(
@@ -208,4 +218,5 @@ def load_trained_run(
         segmentation_checkpoint=seg_path,
         segmentation_problem=seg_problem,
         notes=_version_notes(card),
+        recalibration=recalibration,
     )

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 
 from osteo.constants import FEMUR_LABELS
 from osteo.data.masks import missing_femurs, read_label_map
@@ -101,7 +102,11 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
     work = out_dir / "train"
     callbacks = training_callbacks(work)
     checkpoint = callbacks[0]
-    trainer = build_trainer(ctx.cfg.trainer, seg.max_epochs, work, callbacks=callbacks)
+    # CSV curves beside the cached model (not in the checkpoint folder, which Lightning wants
+    # empty): training_curves.png needs no W&B server.
+    csv_logger = CSVLogger(save_dir=str(out_dir), name="", version="logs")
+    trainer = build_trainer(ctx.cfg.trainer, seg.max_epochs, work, callbacks=callbacks,
+                            logger=csv_logger)
     last = work / "last.ckpt"
     resume = str(last) if ctx.cfg.resume and last.is_file() else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
@@ -208,6 +213,12 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
                 record.figures["train_seconds"] = round(time.perf_counter() - start, 1)
                 record.figures["train_studies"] = len(train_rows)
                 record.figures["val_studies"] = len(val_rows)
+
+            curves = out_dir / "logs" / "metrics.csv"
+            if curves.is_file() and is_global_zero():  # also when the model is reused
+                target = ctx.run_dir / "logs" / "segmentation" / "metrics.csv"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(curves, target)
 
         model = load_segmentation_model(checkpoint)
         cache = MaskCache(ctx.cache_dir / "masks")

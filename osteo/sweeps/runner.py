@@ -78,14 +78,20 @@ def prepare_local_sweep(
 
 
 def _compare(outcomes: list[RunOutcome], out: Path, readers: Path | None):
-    from osteo.evaluation.comparison import compare_runs
-    from osteo.evaluation.runs import EvaluationInputError
+    from osteo.evaluation.comparison import PrimaryNotFoundError, compare_runs, model_key
+    from osteo.evaluation.runs import EvaluationInputError, load_run
 
     done = [o.run_dir for o in outcomes if o.ok and (o.run_dir / "predictions.csv").is_file()]
     if not done:
         return None, "no run finished with predictions"
     try:
-        return compare_runs(done, readers, out), None
+        try:
+            return compare_runs(done, readers, out), None
+        except PrimaryNotFoundError:
+            # A sweep without the configured primary (e.g. --only a subset of heads) compares
+            # against its first planned run's model: fixed by the plan, not by the results.
+            primary = model_key(load_run(done[0]))
+            return compare_runs(done, readers, out, primary=primary), None
     except EvaluationInputError as err:
         return None, str(err)
 
