@@ -65,6 +65,11 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     check_files: bool = True  # verify every image_path/mask_path exists when loading
+    # Manifest paths must lie inside the manifest's folder (a shared manifest cannot make a
+    # run read /etc/passwd or another project's files) unless this is set.
+    allow_outside_paths: bool = False
+    # Largest image decoded (rows x columns / 1e6), checked from the header before decoding.
+    max_megapixels: float = 60.0
     # What to do with a missing age/sex/weight: "error" lists the rows; "median" imputes
     # the training split's median (mode for sex) and records how many were imputed.
     clinical_missing: Literal["error", "median"] = "error"

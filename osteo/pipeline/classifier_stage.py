@@ -371,7 +371,7 @@ def run_classifier_stage(
             if resume:
                 record.note = f"resumed from {last}"
             start = time.perf_counter()
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
             record.figures["train_seconds"] = round(time.perf_counter() - start, 1)
             record.figures["epochs"] = int(trainer.current_epoch)
             record.status = "ran"

@@ -76,7 +76,12 @@ def run_data_stage(ctx: RunContext) -> CohortData:
             path, generated = ensure_manifest(ctx)
         wait_for_all_ranks()
         path, _ = ensure_manifest(ctx)
-        manifest = load_manifest(path, require_label=True, check_files=ctx.cfg.data.check_files)
+        manifest = load_manifest(
+            path,
+            require_label=True,
+            check_files=ctx.cfg.data.check_files,
+            allow_outside_paths=ctx.cfg.data.allow_outside_paths,
+        )
         split_cfg = ctx.cfg.data.split
         if split_cfg.splits_file:
             split = apply_splits(

@@ -106,7 +106,7 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
     trainer = build_trainer(ctx.cfg.trainer, seg.max_epochs, work, callbacks=callbacks)
     last = work / "last.ckpt"
     resume = str(last) if ctx.cfg.resume and last.is_file() else None
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     final = out_dir / "model.ckpt"
     if is_global_zero():
         best = Path(checkpoint.best_model_path or last)
