@@ -18,7 +18,6 @@ would run them as formulas), and image/mask paths must lie inside the manifest's
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import re
 from collections.abc import Iterable, Sequence
@@ -27,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from osteo.privacy import pseudonym
+from osteo.tables import write_csv
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -114,9 +116,11 @@ def _shown(value: object) -> str:
     return f"{text[:SHOWN_VALUE_CHARS]}... ({len(str(value))} characters)"
 
 
-def hash_identifier(value: object, salt: str = "osteo") -> str:
-    """A short one-way hash, so outputs can group by patient without carrying the identifier."""
-    return hashlib.sha256(f"{salt}:{value}".encode()).hexdigest()[:16]
+def hash_identifier(value: object, kind: str = "patient") -> str:
+    """A keyed pseudonym (``osteo.privacy.pseudonym``): outputs group by patient without
+    carrying the identifier, and without the key the hash cannot be reversed by brute force.
+    Split assignment never uses it (``make_splits`` orders the ids themselves)."""
+    return pseudonym(value, kind)
 
 
 def _blank(value: object) -> bool:
@@ -536,21 +540,23 @@ def check_no_patient_leak(patient_ids: pd.Series, split: pd.Series) -> None:
         )
 
 
-def write_splits(manifest: pd.DataFrame, split: pd.Series, path: str | Path) -> Path:
-    """Write ``study_id, patient_hash, split``; patient ids are hashed, never written."""
+def write_splits(
+    manifest: pd.DataFrame, split: pd.Series, path: str | Path, clear_ids: bool = False
+) -> Path:
+    """Write ``study_id, patient_hash, split``; patient ids are always hashed (keyed), study ids
+    too unless ``clear_ids`` (``logger.log_identifiers=true``). ``apply_splits`` reads both."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    studies = manifest["study_id"].astype(str)
     table = pd.DataFrame(
         {
-            "study_id": manifest["study_id"].to_numpy(),
+            "study_id": studies.to_numpy()
+            if clear_ids
+            else [pseudonym(s, "study") for s in studies],
             "patient_hash": [hash_identifier(p) for p in manifest["patient_id"]],
             "split": split.to_numpy(),
         }
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    return write_csv(table, path)
 
 
 def read_splits(path: str | Path) -> pd.DataFrame:
@@ -570,8 +576,15 @@ def read_splits(path: str | Path) -> pd.DataFrame:
 
 
 def apply_splits(manifest: pd.DataFrame, splits: pd.DataFrame, source: str = "splits") -> pd.Series:
-    """Look up each manifest study in a saved split table; every study must be there."""
+    """Look up each manifest study in a saved split table; every study must be there.
+
+    The table may name studies in clear or by their pseudonyms (the default ``splits.csv``)."""
     lookup = dict(zip(splits["study_id"].astype(str), splits["split"], strict=True))
+    for study in manifest["study_id"]:
+        if study not in lookup:
+            hashed = lookup.get(pseudonym(study, "study"))
+            if hashed is not None:
+                lookup[study] = hashed
     missing = [s for s in manifest["study_id"] if s not in lookup]
     if missing:
         raise ValueError(

@@ -388,9 +388,7 @@ def run_classifier_stage(
         write_json_atomic(ctx.run_dir / "scalers.json", datamodule.state_dict())
         write_inference_card(ctx, settings, segmentation_checkpoint)
         predictions = _predictions(module, datamodule, data, ctx)
-        tmp = ctx.run_dir / ".predictions.csv.tmp"
-        predictions.to_csv(tmp, index=False)
-        tmp.replace(ctx.run_dir / "predictions.csv")
+        ctx.write_study_table(predictions, "predictions.csv")
         record.figures.update(
             {
                 "head": settings.head,

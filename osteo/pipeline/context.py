@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 __all__ = [
     "StageRecord",
     "RunContext",
+    "RunFolderBusyError",
     "library_versions",
     "write_json_atomic",
     "write_text_atomic",
@@ -75,17 +76,95 @@ class StageRecord:
     note: str = ""
 
 
-class RunContext:
-    """The run folder (``output_dir/name``), the shared cache and the stage log."""
+class RunFolderBusyError(RuntimeError):
+    """Another live process holds the run folder (two runs with one ``name``)."""
 
-    def __init__(self, cfg: DictConfig) -> None:
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    """``output_dir/name``, refusing a name that leads outside ``output_dir``."""
+    from osteo.config import ConfigError, check_run_name
+
+    check_run_name(str(cfg.name))
+    output_dir = Path(cfg.output_dir).resolve()
+    run_dir = (output_dir / str(cfg.name)).resolve()
+    if run_dir.parent != output_dir:
+        raise ConfigError(
+            f"Invalid value for config key 'name': {cfg.name!r} resolves to {run_dir}, "
+            f"outside output_dir {output_dir}"
+        )
+    return Path(cfg.output_dir) / str(cfg.name)
+
+
+class RunContext:
+    """The run folder (``output_dir/name``), the shared cache and the stage log.
+
+    ``lock=True`` (rank zero of a run) holds ``<run folder>/.osteo.lock`` for the process's
+    life: a second live run with the same ``name`` is refused instead of deleting this one's
+    checkpoints. The lock is the operating system's (``filelock``), so a killed run leaves
+    no stale lock behind.
+    """
+
+    LOCK_NAME = ".osteo.lock"
+
+    def __init__(self, cfg: DictConfig, lock: bool | None = None) -> None:
+        from osteo.data.io import set_max_megapixels
+        from osteo.privacy import IdentifierPolicy
+
         self.cfg = cfg
-        self.run_dir = Path(cfg.output_dir) / cfg.name
+        self.run_dir = resolve_run_dir(cfg)
         self.cache_dir = Path(cfg.cache_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        if lock is None:  # rank zero holds the folder for all ranks of its run
+            from osteo.pipeline.trainer import is_global_zero
+
+            lock = is_global_zero()
+        self._lock = self._acquire(self.run_dir) if lock else None
         self.records: list[StageRecord] = []
         self.versions = library_versions()
+        # How studies and patients are named in what this run writes (pseudonyms by default).
+        self.identifiers = IdentifierPolicy(clear=bool(cfg.logger.log_identifiers))
+        set_max_megapixels(float(cfg.data.max_megapixels))
+
+    @classmethod
+    def _acquire(cls, run_dir: Path):
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(run_dir / cls.LOCK_NAME), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunFolderBusyError(
+                f"run folder {run_dir} is in use by another running osteo process; wait for "
+                "it to finish or choose another name=..."
+            ) from None
+        return lock
+
+    def close(self) -> None:
+        """Release the run folder (also released by the OS when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def write_study_table(
+        self, table: Any, name: str, text_columns: tuple[str, ...] = ("reason",)
+    ) -> Path:
+        """Write a per-study table into the run folder: ``study_id`` as the run's public name
+        (a pseudonym unless ``logger.log_identifiers``), identifiers redacted from the
+        message columns, formula-leading cells neutralised, atomically."""
+        from osteo.tables import write_csv
+
+        out = table.copy()
+        if "study_id" in out.columns:
+            ids = out["study_id"].astype(str).tolist()
+            for column in text_columns:
+                if column in out.columns:
+                    out[column] = [
+                        self.identifiers.message(str(text), study)
+                        for text, study in zip(out[column], ids, strict=True)
+                    ]
+            out["study_id"] = [self.identifiers.study(s) for s in ids]
+        return write_csv(out, self.run_dir / name)
 
     def config_dict(self, *keys: str) -> dict[str, Any]:
         return {k: OmegaConf.to_container(self.cfg[k], resolve=True) for k in keys}

@@ -98,7 +98,9 @@ def run_data_stage(ctx: RunContext) -> CohortData:
                 split_cfg.seed,
             )
         if is_global_zero():
-            write_splits(manifest, split, ctx.run_dir / "splits.csv")
+            write_splits(
+                manifest, split, ctx.run_dir / "splits.csv", clear_ids=ctx.identifiers.clear
+            )
         manifest = manifest.assign(split=split.to_numpy())
         record.status = "ran"
         record.cache_key = digest(file_digest(path), ctx.config_dict("data"))
@@ -121,4 +123,6 @@ def run_data_stage(ctx: RunContext) -> CohortData:
                 f"the {' and '.join(missing)} split(s) are empty; check "
                 "data.split (dates, sites, val_fraction) against the manifest"
             )
+        # Failure messages written later lose these studies' ids, paths and file names.
+        ctx.identifiers.learn(manifest, path)
         return CohortData(manifest=manifest, manifest_path=path)

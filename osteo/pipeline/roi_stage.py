@@ -162,7 +162,9 @@ def _quality_figures(
     return figures
 
 
-def _write_table(path: Path, rois: dict[str, RoiResult], write: bool = True) -> pd.DataFrame:
+def _write_table(
+    ctx: RunContext, name: str, rois: dict[str, RoiResult], write: bool = True
+) -> pd.DataFrame:
     rows = []
     for study_id, result in rois.items():
         for side, hip in result.hips.items():
@@ -183,9 +185,7 @@ def _write_table(path: Path, rois: dict[str, RoiResult], write: bool = True) -> 
                 )
     table = pd.DataFrame(rows)
     if write:
-        tmp = path.with_name(f".{path.name}.tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(path)
+        ctx.write_study_table(table, name, text_columns=("flags", "notes"))
     return table
 
 
@@ -225,7 +225,7 @@ def _per_study_overlays(
         if row.study_id not in rois:
             continue
         label_map, _ = _read_mask_with_spacing(masks[row.study_id])
-        name = hash_identifier(row.study_id)  # file names carry no identifiers
+        name = hash_identifier(row.study_id, "study")  # file names carry no identifiers
         save_overlay(
             ctx.run_dir / "overlays" / row.split / f"{name}.png",
             read_radiograph(row.image_path).pixels,
@@ -266,7 +266,7 @@ def run_roi_stage(ctx: RunContext, data: CohortData, seg: SegmentationOutput) ->
                 results[study_id] = _result_from_json(raw)
         record.status = "reused" if hits == len(jobs) else "ran"
         record.cache_key = digest(sorted(j[3] for j in jobs))
-        table = _write_table(ctx.run_dir / "rois.csv", results, write=is_global_zero())
+        table = _write_table(ctx, "rois.csv", results, write=is_global_zero())
         reference = load_reference_boxes(data.manifest_path)
         record.figures = _quality_figures(data, results, seg.masks, reference)
         record.figures["cache_hits"] = hits
