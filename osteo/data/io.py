@@ -24,6 +24,7 @@ __all__ = [
     "png_spacing",
     "DEFAULT_MAX_MEGAPIXELS",
     "set_max_megapixels",
+    "failure_reason",
     "DICOM_SUFFIXES",
     "ITK_SUFFIXES",
 ]
@@ -112,6 +113,25 @@ def is_dicom_file(path: Path) -> bool:
             return fh.read(4) == b"DICM"
     except OSError:
         return False
+
+
+def failure_reason(err: BaseException) -> str:
+    """The message of the error that caused ``err``: MONAI's ``Compose`` wraps a transform's
+    exception in "applying transform <...LoadRadiographd object at 0x...>", which says
+    nothing about the file; the reader's own ``RadiographReadError`` (or the innermost
+    cause) does."""
+    chain, seen = [err], {id(err)}
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None:
+        if id(cause) in seen:
+            break
+        seen.add(id(cause))
+        chain.append(cause)
+    for candidate in chain:
+        if isinstance(candidate, RadiographReadError):
+            return str(candidate)
+    innermost = chain[-1]
+    text = str(innermost).strip()
+    return text if text else type(innermost).__name__
 
 
 def sniff_format(path: Path) -> str | None:

@@ -27,6 +27,7 @@ from osteo.data.datamodules import CLINICAL_NAMES, HipDataModule
 from osteo.data.hips import extract_hip_pair, hip_crop_centre
 from osteo.data.io import MissingSpacingWarning, read_radiograph
 from osteo.data.manifest import hash_identifier
+from osteo.files import atomic_path
 from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext, write_json_atomic, write_text_atomic
 from osteo.pipeline.data_stage import CohortData
@@ -126,7 +127,7 @@ def build_split_tensors(
     )
     folder = ctx.cache_dir / "datasets" / key
     paths = {split: folder / f"{split}.pt" for split in study_ids if study_ids[split]}
-    if all(p.is_file() for p in paths.values()):
+    if all(_usable_tensors(p) for p in paths.values()):
         return paths, key
     rows = data.manifest.set_index("study_id", drop=False)
     progress = ctx.cfg.trainer.enable_progress_bar
@@ -158,11 +159,43 @@ def build_split_tensors(
                 r, lft = _crops(row, seg, rois, train.crop_mm, size)
                 right[i, 0], left[i, 0] = torch.from_numpy(r), torch.from_numpy(lft)
             tensors["right"], tensors["left"] = right, left
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(tensors, tmp)
-        tmp.replace(path)
+        with atomic_path(path, suffix=".pt") as tmp:  # unique name, fsync, rename
+            torch.save(tensors, tmp)
     return paths, key
+
+
+def _load_reused(module_class, path: Path):
+    """The run's trained model, or None (retrain, with a warning) when it does not load."""
+    if not path.is_file():
+        return None
+    try:
+        return module_class.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a truncated or corrupt checkpoint is a miss
+        warnings.warn(
+            f"{path} is unreadable ({type(err).__name__}); training the classifier again",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def _usable_tensors(path: Path) -> bool:
+    """A cached split tensor file that opens (memory-mapped: the check reads little); a
+    truncated or corrupt one is a miss, rebuilt with a warning."""
+    if not path.is_file():
+        return False
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if not isinstance(data, dict) or "study_id" not in data:
+            raise ValueError("not a split tensor file")
+    except Exception as err:  # noqa: BLE001 - any unreadable entry is a miss
+        warnings.warn(
+            f"cached split tensors {path} are unreadable ({type(err).__name__}); rebuilding",
+            UserWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
 def classifier_settings(ctx: RunContext, texture_dim: int, pos_weight: float | None):
@@ -319,11 +352,11 @@ def run_classifier_stage(
         ckpt_dir = ctx.run_dir / "checkpoints"
         final = ckpt_dir / "model.ckpt"
         key_file = ckpt_dir / "model.key"
-        if final.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
+        same_key = key_file.is_file() and key_file.read_text().strip() == key
+        reused = _load_reused(OsteoporosisModule, final) if same_key else None
+        if reused is not None:
             record.status = "reused"
-            module = OsteoporosisModule.load_from_checkpoint(
-                final, map_location="cpu", weights_only=True
-            )
+            module = reused
         else:
             L.seed_everything(ctx.cfg.seed, workers=True, verbose=False)
             module = OsteoporosisModule(settings)
@@ -378,9 +411,8 @@ def run_classifier_stage(
             if not is_global_zero():
                 return None
             best = Path(callbacks[0].best_model_path or last)
-            tmp = ckpt_dir / ".model.ckpt.tmp"
-            tmp.write_bytes(best.read_bytes())
-            tmp.replace(final)
+            with atomic_path(final) as tmp:
+                tmp.write_bytes(best.read_bytes())
             write_text_atomic(key_file, key + "\n")
             module = OsteoporosisModule.load_from_checkpoint(
                 final, map_location="cpu", weights_only=True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -18,8 +19,9 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
+from osteo.files import write_json_atomic
 from osteo.hashing import digest, file_digest
-from osteo.pipeline.context import RunContext, write_json_atomic
+from osteo.pipeline.context import RunContext
 from osteo.pipeline.data_stage import CohortData
 from osteo.pipeline.segmentation_stage import SegmentationOutput
 from osteo.pipeline.trainer import is_global_zero
@@ -81,11 +83,30 @@ def _result_from_json(data: dict) -> RoiResult:
     return RoiResult(hips)
 
 
+def _cached(cache_path: Path) -> dict | None:
+    """A cache entry, or None (a miss) when it is absent, truncated or not an ROI result."""
+    if not cache_path.is_file():
+        return None
+    try:
+        data = json.loads(cache_path.read_text(encoding="utf-8"))
+        _result_from_json(data)  # every field there and of the right shape
+        return data
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        warnings.warn(
+            f"ROI cache entry {cache_path} is unreadable ({type(err).__name__}: {err}); "
+            "placing the ROIs again",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+
+
 def _place_one(args: tuple[str, str, RoiSettings, str]) -> tuple[str, dict]:
     study_id, mask_path, settings, cache_file = args
     cache_path = Path(cache_file)
-    if cache_path.is_file():
-        return study_id, json.loads(cache_path.read_text())
+    cached = _cached(cache_path)
+    if cached is not None:
+        return study_id, cached
     label_map, spacing = _read_mask_with_spacing(Path(mask_path))
     data = _result_to_json(place_rois(label_map, spacing, settings))
     write_json_atomic(cache_path, data)

@@ -7,8 +7,10 @@ versions; masks are cached per (checkpoint, image) by ``osteo.segmentation.predi
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from osteo.data.datamodules import SegmentationDataModule
+from osteo.files import atomic_path
 from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext
 from osteo.pipeline.data_stage import CohortData
@@ -110,12 +113,46 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
     final = out_dir / "model.ckpt"
     if is_global_zero():
         best = Path(checkpoint.best_model_path or last)
-        tmp = out_dir / ".model.ckpt.tmp"
-        shutil.copyfile(best, tmp)
-        tmp.replace(final)
+        with atomic_path(final) as tmp:  # fsynced, then published by rename
+            shutil.copyfile(best, tmp)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return final
+
+
+@contextlib.contextmanager
+def _training_lock(folder: Path, key: str):
+    """Hold ``folder/<key>.lock`` (single-process runs; under DDP the ranks of one run train
+    together and a lock taken by one rank would stall the others)."""
+    _, world = distributed_rank_and_size()
+    if world > 1:
+        yield
+        return
+    from filelock import FileLock
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / f"{key}.lock")):
+        yield
+
+
+def _usable_checkpoint(path: Path) -> bool:
+    """A cached model that loads; a truncated or corrupt one is a miss (retrained), with a
+    warning, like every other cache entry."""
+    if not path.is_file():
+        return False
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "state_dict" not in state:
+            raise ValueError("no state_dict")
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is a miss
+        warnings.warn(
+            f"cached segmentation model {path} is unreadable ({type(err).__name__}); "
+            "training it again",
+            UserWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
 def _read_label_map(path: str | Path) -> np.ndarray:
@@ -207,15 +244,18 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
             record.cache_key = key
             out_dir = ctx.cache_dir / "segmentation" / key
             checkpoint = out_dir / "model.ckpt"
-            if checkpoint.is_file():
-                record.status = "reused"
-            else:
-                start = time.perf_counter()
-                checkpoint = _train(ctx, train_rows, val_rows, out_dir)
-                record.status = "ran"
-                record.figures["train_seconds"] = round(time.perf_counter() - start, 1)
-                record.figures["train_studies"] = len(train_rows)
-                record.figures["val_studies"] = len(val_rows)
+            # One training per key at a time: a second run (another W&B agent, a parallel
+            # sweep) waits here, then reuses the model the first one published.
+            with _training_lock(ctx.cache_dir / "segmentation", key):
+                if _usable_checkpoint(checkpoint):
+                    record.status = "reused"
+                else:
+                    start = time.perf_counter()
+                    checkpoint = _train(ctx, train_rows, val_rows, out_dir)
+                    record.status = "ran"
+                    record.figures["train_seconds"] = round(time.perf_counter() - start, 1)
+                    record.figures["train_studies"] = len(train_rows)
+                    record.figures["val_studies"] = len(val_rows)
 
         model = load_segmentation_model(checkpoint)
         cache = MaskCache(ctx.cache_dir / "masks")
@@ -245,6 +285,8 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
         )
         elapsed = time.perf_counter() - start
         masks = {p.study_id: p.mask_path for p in predictions if p.mask_path is not None}
+        # Reasons go to excluded.csv and stages.json: the study's ids and paths are redacted
+        # there (ctx.identifiers), here they are kept for the console.
         failures = {
             p.study_id: p.error or "; ".join(p.flags)
             for p in predictions
@@ -260,7 +302,9 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
                 "masks_predicted": n_new,
                 "inference_seconds_per_image": round(elapsed / n_new, 4) if n_new else None,
                 "failures": len(failures),
-                "failure_reasons": _count_reasons(failures),
+                "failure_reasons": _count_reasons(
+                    {s: ctx.identifiers.message(m, s) for s, m in failures.items()}
+                ),
                 "dice": _dice_figures(data, masks),
             }
         )
