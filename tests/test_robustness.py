@@ -305,7 +305,7 @@ def test_mask_cache_write_killed_midway_leaves_no_valid_entry(tmp_path):
         cache.put(key, mask, (1.0, 1.0))
 
     assert _killed_midway(write) == -signal.SIGKILL
-    assert list(cache.root.glob("*/.tmp-*.png")), "the child did not get to write"
+    assert list(cache.root.glob("*/.*.png")), "the child did not get to write"
     assert cache.get(key) is None
 
 
