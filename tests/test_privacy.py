@@ -207,3 +207,60 @@ def test_wandb_settings_off_unless_identifiers_asked_for():
     assert hidden.console == "off" and hidden.save_code is False and hidden.disable_git
     assert hidden.x_disable_meta and hidden.x_disable_machine_info
     assert not wandb_settings(True).x_disable_meta
+
+
+# --------------------------------------------------------------------------- a whole run
+
+
+def _planted_cohort(tiny_cohort, folder):
+    """The tiny cohort under a folder named after a patient, with accession-number study ids
+    and MRN patient ids, image and mask files named by the accession number."""
+    import shutil
+
+    table = pd.read_csv(tiny_cohort, dtype=str, keep_default_na=False)
+    studies = {s: f"ACC{9100000 + i:07d}" for i, s in enumerate(table["study_id"])}
+    patients = {p: f"MRN{7700000 + i:07d}" for i, p in enumerate(sorted(set(table["patient_id"])))}
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    rows = table.copy()
+    for i, row in table.iterrows():
+        new = studies[row["study_id"]]
+        shutil.copyfile(tiny_cohort.parent / row["image_path"], folder / "images" / f"{new}.dcm")
+        shutil.copyfile(tiny_cohort.parent / row["mask_path"], folder / "masks" / f"{new}.png")
+        rows.loc[i, ["study_id", "patient_id", "image_path", "mask_path"]] = [
+            new, patients[row["patient_id"]], f"images/{new}.dcm", f"masks/{new}.png"
+        ]
+    rows.to_csv(folder / "manifest.csv", index=False)
+    return folder / "manifest.csv", set(studies.values()), set(patients.values())
+
+
+@pytest.mark.slow
+def test_whole_run_folder_carries_no_planted_identifier(tiny_cohort, tmp_path):
+    import subprocess
+
+    from run_factory import LIGHT_RADIOMICS, fit_command, fit_env
+
+    manifest, studies, patients = _planted_cohort(tiny_cohort, tmp_path / "DOE_JANE_MRN7654321")
+    (tmp_path / "radiomics_light.yaml").write_text(LIGHT_RADIOMICS)
+    result = subprocess.run(
+        fit_command(tmp_path, manifest, "name=planted", "roi.overlays=per_study"),
+        capture_output=True, text=True, timeout=900, env=fit_env(), cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    run_dir = tmp_path / "runs" / "planted"
+    assert list((run_dir / "wandb").glob("offline-run-*")), "the W&B offline run is missing"
+    assert (run_dir / "predictions.csv").is_file() and (run_dir / "splits.csv").is_file()
+    secrets = studies | patients | {"DOE_JANE", "MRN7654321"}
+    found = {}
+    for path in run_dir.rglob("*"):
+        hits = [s for s in secrets if s in str(path.relative_to(run_dir))]
+        if path.is_file():
+            data = path.read_bytes()
+            hits += [s for s in secrets if s.encode() in data]
+        if hits:
+            found[str(path.relative_to(run_dir))] = sorted(hits)[:3]
+    assert not found, f"identifiers in the run folder: {found}"
+    # The pipeline still joins its own tables: every prediction has its patient's cluster id.
+    predictions = pd.read_csv(run_dir / "predictions.csv", dtype=str)
+    assert predictions["patient_id_hash"].notna().all()
+    assert set(predictions["study_id"]) <= set(pd.read_csv(run_dir / "splits.csv")["study_id"])
