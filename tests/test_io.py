@@ -318,3 +318,84 @@ def test_pydicom_written_spacing_round_trip(tmp_path):
     path = tmp_path / "dx.dcm"
     write_cr(path, monochrome1=False, implicit=False, spacing=(0.1, 0.1))
     assert read_radiograph(path).spacing == pytest.approx((0.1, 0.1))
+
+
+# --------------------------------------------------------------------------- property-based
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PREFIXES = {
+    "none": b"",
+    "png": b"\x89PNG\r\n\x1a\n",
+    "dicom": bytes(128) + b"DICM",
+    "jpeg": b"\xff\xd8\xff",
+    "tiff": b"II*\x00",
+}
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    suffix=st.sampled_from([".dcm", ".png", ".jpg", ".tif", ".nii.gz", ".mha", ".nrrd", ".xyz"]),
+    prefix=st.sampled_from(sorted(_PREFIXES)),
+    data=st.binary(min_size=0, max_size=600),
+)
+def test_arbitrary_bytes_give_a_radiograph_or_a_read_error(tmp_path, suffix, prefix, data):
+    path = tmp_path / f"fuzz{suffix}"
+    path.write_bytes(_PREFIXES[prefix] + data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            radiograph = read_radiograph(path)
+        except RadiographReadError as err:
+            assert "fuzz" in str(err)
+        else:
+            assert radiograph.pixels.ndim == 2
+
+
+def test_valid_dicom_with_mangled_tags_gives_a_read_error(tmp_path):
+    import pydicom
+
+    path = tmp_path / "mangled.dcm"
+    write_cr(path)
+    ds = pydicom.dcmread(path)
+    ds.SamplesPerPixel = None
+    ds.Rows = None
+    ds.save_as(path)
+    with pytest.raises(RadiographReadError, match="mangled.dcm"):
+        read_radiograph(path)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kind=st.sampled_from(["dcm", "png"]),
+    edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.floats(0.05, 1.0),
+)
+def test_mutated_real_files_give_a_radiograph_or_a_read_error(tmp_path, kind, edits, cut):
+    from PIL import Image
+
+    path = tmp_path / f"mutant.{kind}"
+    if kind == "dcm":
+        write_cr(path)
+    else:
+        Image.fromarray((np.arange(64 * 48).reshape(64, 48) % 4000).astype(np.uint16)).save(
+            path, dpi=(254, 254)
+        )
+    data = bytearray(path.read_bytes())
+    for where, value in edits:
+        data[min(int(where * len(data)), len(data) - 1)] = value
+    path.write_bytes(bytes(data[: max(1, int(cut * len(data)))]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            radiograph = read_radiograph(path)
+        except RadiographReadError as err:
+            assert "mutant" in str(err)
+        else:
+            assert radiograph.pixels.ndim == 2 and np.isfinite(radiograph.pixels).all()
