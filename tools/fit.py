@@ -19,9 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from osteo.config import ConfigError, load_config  # noqa: E402
 from osteo.data.manifest import ManifestError  # noqa: E402
 from osteo.pipeline import run_pipeline  # noqa: E402
+from osteo.pipeline.context import RunFolderBusyError  # noqa: E402
 from osteo.pipeline.runner import check_config  # noqa: E402
 from osteo.pipeline.summary import format_run_summary  # noqa: E402
 from osteo.pipeline.trainer import is_global_zero  # noqa: E402
+from osteo.privacy import IdentifierKeyError  # noqa: E402
 from osteo.sweeps.naming import name_from_overrides  # noqa: E402
 
 
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = run_pipeline(cfg)
-    except (ManifestError, FileNotFoundError) as err:
+    except (ManifestError, FileNotFoundError, RunFolderBusyError, IdentifierKeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if is_global_zero():
