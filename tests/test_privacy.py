@@ -264,3 +264,13 @@ def test_whole_run_folder_carries_no_planted_identifier(tiny_cohort, tmp_path):
     predictions = pd.read_csv(run_dir / "predictions.csv", dtype=str)
     assert predictions["patient_id_hash"].notna().all()
     assert set(predictions["study_id"]) <= set(pd.read_csv(run_dir / "splits.csv")["study_id"])
+
+
+def test_readers_file_with_real_ids_joins_pseudonymised_predictions(tmp_path, key_file):
+    from osteo.evaluation.runs import load_readers
+
+    predictions = pd.DataFrame({"study_id": [privacy.pseudonym(s, "study") for s in ("S1", "S2")]})
+    path = tmp_path / "readers.csv"
+    path.write_text("study_id,reader,score\nS1,R1,3\nS2,R1,4\n")
+    table = load_readers(path, predictions)
+    assert table["study_id"].tolist() == predictions["study_id"].tolist()
