@@ -26,6 +26,7 @@ from osteo.evaluation.runs import (
 )
 from osteo.evaluation.stats import delong_auc, delong_paired_test, holm_adjust
 from osteo.evaluation.thresholds import select_threshold
+from osteo.tables import neutralise_formulas
 
 __all__ = ["ComparisonResult", "build_comparison_table", "compare_runs",
            "format_comparison_markdown"]
@@ -252,7 +253,7 @@ def compare_runs(
                                             reliability_bins)
     markdown = format_comparison_markdown(table, confidence_level)
     files["csv"] = out_dir / "comparison.csv"
-    write_text_atomic(files["csv"], table.to_csv(index=False))
+    write_text_atomic(files["csv"], neutralise_formulas(table).to_csv(index=False))
     images = "\n".join(f"![{p.stem}]({p.name})" for k, p in files.items() if k != "csv")
     files["markdown"] = write_text_atomic(out_dir / "comparison.md",
                                           "# Model comparison\n\n" + markdown + "\n" + images
