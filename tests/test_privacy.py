@@ -274,3 +274,33 @@ def test_readers_file_with_real_ids_joins_pseudonymised_predictions(tmp_path, ke
     path.write_text("study_id,reader,score\nS1,R1,3\nS2,R1,4\n")
     table = load_readers(path, predictions)
     assert table["study_id"].tolist() == predictions["study_id"].tolist()
+
+
+def test_split_assignment_does_not_depend_on_the_key(monkeypatch):
+    from osteo.data.manifest import make_splits
+
+    rows = [
+        {"study_id": f"S{i}", "patient_id": f"P{i // 2}", "site": "A" if i % 5 else "B",
+         "study_date": pd.Timestamp("2015-01-01"), "label": int(i % 7 == 0)}
+        for i in range(200)
+    ]
+    table = pd.DataFrame(rows)
+    splits = []
+    for key in ("a" * 32, "b" * 32):
+        monkeypatch.setenv(privacy.KEY_ENV, key)
+        privacy.reset_key_cache()
+        splits.append(make_splits(table, None, None, ["A"], ["B"], 0.2, seed=0))
+    privacy.reset_key_cache()
+    assert splits[0].equals(splits[1])
+
+
+def test_run_folder_through_a_symlink_outside_output_dir_is_refused(tmp_path):
+    from osteo.pipeline.context import RunContext
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "runs" / "link").symlink_to(tmp_path / "elsewhere")
+    cfg = load_config(None, [f"output_dir={tmp_path / 'runs'}", "name=link",
+                             f"cache_dir={tmp_path / 'c'}"])
+    with pytest.raises(ConfigError, match="outside output_dir"):
+        RunContext(cfg)
