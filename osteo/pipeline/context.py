@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Iterator
@@ -105,7 +106,10 @@ class RunContext:
         if lock is None:  # rank zero holds the folder for all ranks of its run
             from osteo.pipeline.trainer import is_global_zero
 
-            lock = is_global_zero()
+            # Launcher variables too: a tool that never joins the process group still runs
+            # once per rank under torchrun/srun, and only rank zero may hold the folder.
+            launched = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or "0"
+            lock = is_global_zero() and launched == "0"
         self._lock = self._acquire(self.run_dir) if lock else None
         self.records: list[StageRecord] = []
         self.versions = library_versions()
