@@ -399,3 +399,17 @@ def test_mutated_real_files_give_a_radiograph_or_a_read_error(tmp_path, kind, ed
             assert "mutant" in str(err)
         else:
             assert radiograph.pixels.ndim == 2 and np.isfinite(radiograph.pixels).all()
+
+
+def test_pillow_tiff_resolution_gives_the_spacing(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "pillow.tif"
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(path, dpi=(254, 254))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingSpacingWarning)
+        assert read_radiograph(path).spacing == pytest.approx((0.1, 0.1), rel=2e-3)
+    plain = tmp_path / "plain.tif"
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(plain)
+    with pytest.warns(MissingSpacingWarning):
+        assert read_radiograph(plain).spacing is None

@@ -79,6 +79,8 @@ _MAGIC = (
     (b"\xff\xd8\xff", "jpeg"),
     (b"II*\x00", "tiff"),
     (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),  # BigTIFF
+    (b"MM\x00+", "tiff"),
 )
 _ITK_IO = {"png": "PNGImageIO", "jpeg": "JPEGImageIO", "tiff": "TIFFImageIO"}
 
