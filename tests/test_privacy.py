@@ -249,7 +249,8 @@ def test_whole_run_folder_carries_no_planted_identifier(tiny_cohort, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     run_dir = tmp_path / "runs" / "planted"
     assert list((run_dir / "wandb").glob("offline-run-*")), "the W&B offline run is missing"
-    assert (run_dir / "predictions.csv").is_file() and (run_dir / "splits.csv").is_file()
+    for name in ("predictions.csv", "splits.csv", "rois.csv", "excluded.csv", "config.yaml"):
+        assert (run_dir / name).is_file(), name
     secrets = studies | patients | {"DOE_JANE", "MRN7654321"}
     found = {}
     for path in run_dir.rglob("*"):

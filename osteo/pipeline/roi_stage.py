@@ -184,7 +184,7 @@ def _quality_figures(
 
 
 def _write_table(
-    ctx: RunContext, name: str, rois: dict[str, RoiResult], write: bool = True
+    ctx: RunContext, filename: str, rois: dict[str, RoiResult], write: bool = True
 ) -> pd.DataFrame:
     rows = []
     for study_id, result in rois.items():
@@ -206,7 +206,7 @@ def _write_table(
                 )
     table = pd.DataFrame(rows)
     if write:
-        ctx.write_study_table(table, name, text_columns=("flags", "notes"))
+        ctx.write_study_table(table, filename, text_columns=("flags", "notes"))
     return table
 
 
