@@ -106,10 +106,11 @@ class RunContext:
         if lock is None:  # rank zero holds the folder for all ranks of its run
             from osteo.pipeline.trainer import is_global_zero
 
-            # Launcher variables too: a tool that never joins the process group still runs
-            # once per rank under torchrun/srun, and only rank zero may hold the folder.
-            launched = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or "0"
-            lock = is_global_zero() and launched == "0"
+            # Launcher variables too: Lightning's DDP launcher reruns the command in child
+            # processes (LOCAL_RANK, NODE_RANK) before any process group exists, torchrun and
+            # srun set RANK / SLURM_PROCID; only the process of rank zero holds the folder.
+            ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+            lock = is_global_zero() and all(os.environ.get(v, "0") in ("0", "") for v in ranks)
         self._lock = self._acquire(self.run_dir) if lock else None
         self.records: list[StageRecord] = []
         self.versions = library_versions()
