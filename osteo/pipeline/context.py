@@ -20,6 +20,7 @@ __all__ = [
     "StageRecord",
     "RunContext",
     "RunFolderBusyError",
+    "launched_as_rank_zero",
     "library_versions",
     "write_json_atomic",
     "write_text_atomic",
@@ -64,6 +65,15 @@ class StageRecord:
     note: str = ""
 
 
+def launched_as_rank_zero() -> bool:
+    """False in a process a launcher started as another rank, even before any process group
+    exists: Lightning's DDP launcher reruns the command in child processes (LOCAL_RANK,
+    NODE_RANK), torchrun and srun set RANK / SLURM_PROCID. Locks are for rank zero alone: a
+    lock one rank holds while the others wait for it in a collective call never opens."""
+    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return all(os.environ.get(v, "0") in ("0", "") for v in ranks)
+
+
 class RunFolderBusyError(RuntimeError):
     """Another live process holds the run folder (two runs with one ``name``)."""
 
@@ -106,11 +116,7 @@ class RunContext:
         if lock is None:  # rank zero holds the folder for all ranks of its run
             from osteo.pipeline.trainer import is_global_zero
 
-            # Launcher variables too: Lightning's DDP launcher reruns the command in child
-            # processes (LOCAL_RANK, NODE_RANK) before any process group exists, torchrun and
-            # srun set RANK / SLURM_PROCID; only the process of rank zero holds the folder.
-            ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
-            lock = is_global_zero() and all(os.environ.get(v, "0") in ("0", "") for v in ranks)
+            lock = is_global_zero() and launched_as_rank_zero()
         self._lock = self._acquire(self.run_dir) if lock else None
         self.records: list[StageRecord] = []
         self.versions = library_versions()

@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from osteo.data.datamodules import SegmentationDataModule
 from osteo.files import atomic_path
 from osteo.hashing import digest, file_digest
-from osteo.pipeline.context import RunContext
+from osteo.pipeline.context import RunContext, launched_as_rank_zero
 from osteo.pipeline.data_stage import CohortData
 from osteo.pipeline.resume import (
     RngStateCallback,
@@ -126,10 +126,10 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
 
 @contextlib.contextmanager
 def _training_lock(folder: Path, key: str):
-    """Hold ``folder/<key>.lock`` (single-process runs; under DDP the ranks of one run train
-    together and a lock taken by one rank would stall the others)."""
-    _, world = distributed_rank_and_size()
-    if world > 1:
+    """Hold ``folder/<key>.lock`` in rank zero's process. The other ranks of a DDP run train
+    together with rank zero and must not wait for its lock (see launched_as_rank_zero)."""
+    rank, _ = distributed_rank_and_size()
+    if rank != 0 or not launched_as_rank_zero():
         yield
         return
     from filelock import FileLock
