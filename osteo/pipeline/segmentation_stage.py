@@ -109,7 +109,12 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
     trainer = build_trainer(ctx.cfg.trainer, seg.max_epochs, work, callbacks=callbacks)
     last = work / "last.ckpt"
     resume = str(last) if ctx.cfg.resume and last.is_file() else None
-    if resume is None and work.exists() and distributed_rank_and_size()[1] == 1:
+    if (
+        resume is None
+        and work.exists()
+        and distributed_rank_and_size()[1] == 1
+        and launched_as_rank_zero()  # not a DDP child that reruns the command
+    ):
         # A training killed earlier left its checkpoints; under the key's lock no one else
         # uses them, and a fresh training must not mistake them for its own.
         shutil.rmtree(work)
