@@ -9,6 +9,7 @@ start-up with the key's full path, the bad value and what was expected.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,18 +20,71 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 __all__ = [
     "ConfigError",
+    "check_run_name",
+    "RUN_NAME_PATTERN",
     "OsteoConfig",
     "load_config",
     "config_from_dict",
     "save_config",
     "to_yaml",
+    "PATH_KEYS",
+    "DATA_PATH_KEYS",
+    "REDACTED",
+    "redacted_config",
 ]
 
 BASE_KEY = "base"
+# Run names become folder names and W&B run names: letters, digits, '.', '_' and '-', not
+# starting with '.' or '-' (no hidden folders, no option-like names, no '/' or '..' escape).
+RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
+# OmegaConf resolvers a config may call. ``oc.env`` is not one: a shared config could copy any
+# environment variable (an API key) into config.yaml and the W&B run name.
+ALLOWED_RESOLVERS: frozenset[str] = frozenset()
+# Settings that hold a file or folder path; a path can carry a patient's name or a study's
+# accession number. W&B never gets any of them; config.yaml in the run folder gets the data
+# locations (DATA_PATH_KEYS) redacted unless logger.log_identifiers=true.
+PATH_KEYS = (
+    "data.manifest",
+    "data.split.splits_file",
+    "segmentation.checkpoint",
+    "model.weights_path",
+    "radiomics.params",
+    "output_dir",
+    "cache_dir",
+)
+DATA_PATH_KEYS = ("data.manifest", "data.split.splits_file")
+REDACTED = "<redacted>"
+_RESOLVER_CALL = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*:")
 
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key and the problem."""
+
+
+def check_run_name(name: str) -> None:
+    if not RUN_NAME_PATTERN.match(name):
+        raise ConfigError(
+            f"Invalid value for config key 'name': {name!r}; expected 1-200 letters, digits, "
+            "'.', '_' or '-', not starting with '.' or '-' (it names a folder in output_dir)"
+        )
+
+
+def _refuse_resolvers(node: Any, path: str = "") -> None:
+    """Refuse ``${resolver:...}`` calls other than ALLOWED_RESOLVERS; ``${key}`` is fine."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _refuse_resolvers(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _refuse_resolvers(value, f"{path}[{i}]")
+    elif isinstance(node, str):
+        for name in _RESOLVER_CALL.findall(node):
+            if name not in ALLOWED_RESOLVERS:
+                raise ConfigError(
+                    f"Invalid value for config key '{path}': {node!r} calls the resolver "
+                    f"'{name}', which configs may not use (oc.env would copy environment "
+                    "variables into config.yaml and W&B); write the value itself"
+                )
 
 
 @dataclass
@@ -65,6 +119,11 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     check_files: bool = True  # verify every image_path/mask_path exists when loading
+    # Manifest paths must lie inside the manifest's folder (a shared manifest cannot make a
+    # run read /etc/passwd or another project's files) unless this is set.
+    allow_outside_paths: bool = False
+    # Largest image decoded (rows x columns / 1e6), checked from the header before decoding.
+    max_megapixels: float = 60.0
     # What to do with a missing age/sex/weight: "error" lists the rows; "median" imputes
     # the training split's median (mode for sex) and records how many were imputed.
     clinical_missing: Literal["error", "median"] = "error"
@@ -319,8 +378,29 @@ def _parse_overrides(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"Could not parse overrides {overrides}: {err}") from None
 
 
+def redacted_config(cfg: DictConfig, keys: tuple[str, ...] = PATH_KEYS) -> dict[str, Any]:
+    """The resolved config as a plain dict with the values of ``keys`` (where set) redacted."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    for key in keys:
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(leaf) is not None:
+            node[leaf] = REDACTED
+    return data
+
+
 def _validate(cfg: OsteoConfig) -> None:
     """Checks that a type alone cannot express."""
+    for key in DATA_PATH_KEYS:
+        value = OmegaConf.select(OmegaConf.structured(cfg), key)
+        if value is not None and REDACTED in str(value):
+            raise ConfigError(
+                f"Invalid value for config key '{key}': {value!r}; this config.yaml comes from "
+                "a run folder, where data paths are redacted: give the path again, e.g. "
+                f"{key}=/path/to/manifest.csv"
+            )
     if not 0.0 < cfg.data.split.val_fraction < 1.0:
         raise ConfigError(
             f"Invalid value for config key 'data.split.val_fraction': "
@@ -344,6 +424,12 @@ def _validate(cfg: OsteoConfig) -> None:
     if not 0.01 < cfg.evaluation.dca_max_threshold < 1.0:
         raise ConfigError(f"Invalid value for config key 'evaluation.dca_max_threshold': "
                           f"{cfg.evaluation.dca_max_threshold}; expected a value in (0.01, 1)")
+    check_run_name(str(cfg.name))
+    if not cfg.data.max_megapixels > 0:
+        raise ConfigError(
+            f"Invalid value for config key 'data.max_megapixels': {cfg.data.max_megapixels}; "
+            "expected a number > 0"
+        )
     if cfg.data.synthetic.workers < 1:
         raise ConfigError(
             f"Invalid value for config key 'data.synthetic.workers': "
@@ -354,6 +440,9 @@ def _validate(cfg: OsteoConfig) -> None:
 def config_from_dict(data: dict[str, Any] | DictConfig, source: str = "dict") -> DictConfig:
     """Validate a plain mapping against the schema (used by tests and sweeps)."""
     schema = OmegaConf.structured(OsteoConfig)
+    _refuse_resolvers(
+        OmegaConf.to_container(data, resolve=False) if isinstance(data, DictConfig) else data
+    )
     cfg = _merge_into_schema(schema, data, source)
     _validate(OmegaConf.to_object(cfg))
     return cfg
@@ -370,6 +459,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg = _merge_into_schema(schema, _load_with_bases(Path(path)), f"from {path}")
     if overrides:
         cfg = _merge_into_schema(cfg, _parse_overrides(overrides), "from the command line")
+    _refuse_resolvers(OmegaConf.to_container(cfg, resolve=False))
     try:
         OmegaConf.resolve(cfg)  # interpolations such as ${name} fail here, not mid-run
     except OmegaConfBaseException as err:
@@ -383,10 +473,14 @@ def to_yaml(cfg: DictConfig) -> str:
 
 
 def save_config(cfg: DictConfig, path: str | Path) -> Path:
-    """Write the resolved config (atomically) so the run can be reproduced from it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(to_yaml(cfg), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Write the resolved config (atomically) so the run can be reproduced from it.
+
+    Unless ``logger.log_identifiers=true`` the data locations (``DATA_PATH_KEYS``) are written
+    as ``<redacted>``: a folder name such as ``/data/DOE_JANE_MRN123/`` stays off the run
+    folder; rerunning from this file needs ``data.manifest=...`` again (a clear error says so).
+    """
+    from osteo.files import write_text_atomic
+
+    if cfg.logger.log_identifiers:
+        return write_text_atomic(path, to_yaml(cfg))
+    return write_text_atomic(path, OmegaConf.to_yaml(redacted_config(cfg, DATA_PATH_KEYS)))

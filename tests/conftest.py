@@ -1,4 +1,6 @@
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Tests never create or read the user's pseudonym key (~/.config/osteo/id_key): one key file
+# per test session, inherited by the CLI subprocesses the tests start.
+if "OSTEO_ID_KEY" not in os.environ:
+    os.environ.setdefault(
+        "OSTEO_ID_KEY_FILE", str(Path(tempfile.mkdtemp(prefix="osteo-key-")) / "id_key")
+    )
 
 
 @pytest.fixture(scope="session")

@@ -184,12 +184,232 @@ def test_colour_png_refused(tmp_path):
             read_radiograph(path)
 
 
-def test_png_with_one_mm_pixels_keeps_its_spacing(tmp_path):
-    # ITK reports 1.0 both for "no pHYs chunk" and for a true 1 mm pixel: the chunk decides.
+def test_itk_png_with_default_spacing_is_unknown(tmp_path):
+    # ITK writes sCAL "1 x 1" on every PNG it saves without a spacing: indistinguishable from a
+    # deliberate 1 mm, so it counts as unknown (the warning says so) instead of a silent 1.0.
     image = sitk.GetImageFromArray(np.zeros((8, 8), np.uint16))
-    image.SetSpacing((1.0, 1.0))
-    path = tmp_path / "onemm.png"
+    path = tmp_path / "itk_default.png"
+    sitk.WriteImage(image, str(path))
+    assert b"sCAL" in path.read_bytes()
+    with pytest.warns(MissingSpacingWarning):
+        assert read_radiograph(path).spacing is None
+
+
+def test_itk_png_with_a_set_spacing_is_trusted(tmp_path):
+    image = sitk.GetImageFromArray(np.zeros((8, 8), np.uint16))
+    image.SetSpacing((0.2, 0.1))  # x = column, y = row
+    path = tmp_path / "itk_set.png"
     sitk.WriteImage(image, str(path))
     with warnings.catch_warnings():
         warnings.simplefilter("error", MissingSpacingWarning)
-        assert read_radiograph(path).spacing == pytest.approx((1.0, 1.0))
+        radiograph = read_radiograph(path)
+    assert radiograph.spacing == pytest.approx((0.1, 0.2))
+    assert radiograph.tags["spacing_source"] == "png sCAL"
+
+
+@pytest.mark.parametrize("dpi, spacing_mm", [(254, 0.1), (25.4, 1.0), (169.333, 0.15)])
+def test_pillow_png_dpi_gives_the_spacing(tmp_path, dpi, spacing_mm):
+    # SimpleITK ignores pHYs and reports 1.0 mm: a 0.1 mm PNG used to be read 10x too coarse.
+    from PIL import Image
+
+    path = tmp_path / "pillow.png"
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(path, dpi=(dpi, dpi))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingSpacingWarning)
+        radiograph = read_radiograph(path)
+    assert radiograph.spacing == pytest.approx((spacing_mm, spacing_mm), rel=2e-3)
+    assert radiograph.tags["spacing_source"] == "png pHYs"
+
+
+def test_pillow_png_aspect_ratio_only_is_unknown(tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    path = tmp_path / "aspect.png"
+    image = Image.fromarray(np.zeros((8, 8), np.uint8))
+    image.save(path, pnginfo=info)
+    data = bytearray(path.read_bytes())
+    # Insert a pHYs chunk with unit 0 (aspect ratio only) after IHDR.
+    import struct
+    import zlib
+
+    body = struct.pack(">IIB", 1, 1, 0)
+    chunk = struct.pack(">I", 9) + b"pHYs" + body + struct.pack(">I", zlib.crc32(b"pHYs" + body))
+    data[33:33] = chunk
+    path.write_bytes(bytes(data))
+    with pytest.warns(MissingSpacingWarning):
+        assert read_radiograph(path).spacing is None
+
+
+def test_opencv_png_spacing_is_unknown(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    path = tmp_path / "cv.png"
+    cv2.imwrite(str(path), np.zeros((8, 8), np.uint16))
+    with pytest.warns(MissingSpacingWarning):
+        assert read_radiograph(path).spacing is None
+
+
+def test_png_renamed_dcm_is_read_as_png(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "really_png.dcm"
+    array = (np.arange(64).reshape(8, 8) * 100).astype(np.uint16)
+    Image.fromarray(array).save(path, format="PNG", dpi=(254, 254))
+    with pytest.warns(UserWarning, match="this is a PNG file, not DICOM"):
+        radiograph = read_radiograph(path)
+    np.testing.assert_array_equal(radiograph.pixels, array)
+    assert radiograph.spacing == pytest.approx((0.1, 0.1), rel=2e-3)
+
+
+def test_garbage_named_png_is_reported_as_not_png(tmp_path):
+    path = tmp_path / "fake.png"
+    path.write_bytes(b"GIF89a" + bytes(200))
+    with pytest.raises(RadiographReadError, match="not a PNG file"):
+        read_radiograph(path)
+
+
+def _png_declaring(path, width, height):
+    """A tiny valid-looking PNG whose header declares a huge image."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 16)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+def test_pixel_limit_checked_before_decoding(tmp_path):
+    path = tmp_path / "huge.png"
+    _png_declaring(path, 30000, 30000)
+    with pytest.raises(RadiographReadError, match=r"30000 x 30000 .*data.max_megapixels"):
+        read_radiograph(path)
+
+
+def test_pixel_limit_for_dicom_and_override(tmp_path):
+    path = tmp_path / "cr.dcm"
+    write_cr(path)  # 64 x 80
+    with pytest.raises(RadiographReadError, match="64 x 80"):
+        read_radiograph(path, max_megapixels=0.001)
+    assert read_radiograph(path, max_megapixels=1).shape == (64, 80)
+
+
+def test_zero_imager_pixel_spacing_is_named(tmp_path):
+    path = tmp_path / "zero.dcm"
+    write_cr(path, spacing=(0.0, 0.0))
+    with pytest.warns(MissingSpacingWarning, match="ImagerPixelSpacing is zero or negative"):
+        assert read_radiograph(path).spacing is None
+
+
+def test_zero_imager_spacing_falls_back_to_pixel_spacing(tmp_path):
+    path = tmp_path / "zero_ips.dcm"
+    write_cr(path, spacing=(0.0, 0.0), pixel_spacing=(0.14, 0.14))
+    with pytest.warns(MissingSpacingWarning, match="zero"):
+        assert read_radiograph(path).spacing == pytest.approx((0.14, 0.14))
+
+
+def test_pydicom_written_spacing_round_trip(tmp_path):
+    # pydicom's own writer (explicit VR, MONOCHROME2) as well as the CR factory above.
+    path = tmp_path / "dx.dcm"
+    write_cr(path, monochrome1=False, implicit=False, spacing=(0.1, 0.1))
+    assert read_radiograph(path).spacing == pytest.approx((0.1, 0.1))
+
+
+# --------------------------------------------------------------------------- property-based
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PREFIXES = {
+    "none": b"",
+    "png": b"\x89PNG\r\n\x1a\n",
+    "dicom": bytes(128) + b"DICM",
+    "jpeg": b"\xff\xd8\xff",
+    "tiff": b"II*\x00",
+}
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    suffix=st.sampled_from([".dcm", ".png", ".jpg", ".tif", ".nii.gz", ".mha", ".nrrd", ".xyz"]),
+    prefix=st.sampled_from(sorted(_PREFIXES)),
+    data=st.binary(min_size=0, max_size=600),
+)
+def test_arbitrary_bytes_give_a_radiograph_or_a_read_error(tmp_path, suffix, prefix, data):
+    path = tmp_path / f"fuzz{suffix}"
+    path.write_bytes(_PREFIXES[prefix] + data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            radiograph = read_radiograph(path)
+        except RadiographReadError as err:
+            assert "fuzz" in str(err)
+        else:
+            assert radiograph.pixels.ndim == 2
+
+
+def test_valid_dicom_with_mangled_tags_gives_a_read_error(tmp_path):
+    import pydicom
+
+    path = tmp_path / "mangled.dcm"
+    write_cr(path)
+    ds = pydicom.dcmread(path)
+    ds.SamplesPerPixel = None
+    ds.Rows = None
+    ds.save_as(path)
+    with pytest.raises(RadiographReadError, match="mangled.dcm"):
+        read_radiograph(path)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kind=st.sampled_from(["dcm", "png"]),
+    edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.floats(0.05, 1.0),
+)
+def test_mutated_real_files_give_a_radiograph_or_a_read_error(tmp_path, kind, edits, cut):
+    from PIL import Image
+
+    path = tmp_path / f"mutant.{kind}"
+    if kind == "dcm":
+        write_cr(path)
+    else:
+        Image.fromarray((np.arange(64 * 48).reshape(64, 48) % 4000).astype(np.uint16)).save(
+            path, dpi=(254, 254)
+        )
+    data = bytearray(path.read_bytes())
+    for where, value in edits:
+        data[min(int(where * len(data)), len(data) - 1)] = value
+    path.write_bytes(bytes(data[: max(1, int(cut * len(data)))]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            radiograph = read_radiograph(path)
+        except RadiographReadError as err:
+            assert "mutant" in str(err)
+        else:
+            assert radiograph.pixels.ndim == 2 and np.isfinite(radiograph.pixels).all()
+
+
+def test_pillow_tiff_resolution_gives_the_spacing(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "pillow.tif"
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(path, dpi=(254, 254))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingSpacingWarning)
+        assert read_radiograph(path).spacing == pytest.approx((0.1, 0.1), rel=2e-3)
+    plain = tmp_path / "plain.tif"
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(plain)
+    with pytest.warns(MissingSpacingWarning):
+        assert read_radiograph(plain).spacing is None

@@ -198,3 +198,170 @@ def test_check_manifest_cli(tmp_path):
     result = run_check(str(bad_path))
     assert result.returncode == 1
     assert "row 1 (line 2), column 'age'" in result.stderr
+
+
+# --------------------------------------------------------------------------- hostile manifests
+
+GOOD_ROW = "S1,P1,img/a.png,2015-01-02,A,70,F,60,-2.7"
+
+
+def problems_of(path: Path, **kwargs) -> list:
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path, **kwargs)
+    return err.value.problems
+
+
+def test_duplicate_header_refused(tmp_path):
+    path = make_manifest(tmp_path, [GOOD_ROW + ",B"], ",site")
+    found = problems_of(path)
+    assert [(p.row, p.column) for p in found] == [(None, "site")]
+    assert "each column name once" in found[0].expected
+
+
+def test_extra_field_reported_as_such_not_shifted(tmp_path):
+    path = make_manifest(
+        tmp_path,
+        [
+            GOOD_ROW,
+            "S2,P2,img/b.png,2015-01-02,A,70,F,60,-2.7,surplus",
+            "S3,P3,img/c.png,2015-01-02,A,70,F,60",
+        ],
+    )
+    found = problems_of(path)
+    rows = [(p.row, p.column) for p in found]
+    # Row 2: one problem (its field count), not seven misattributed columns; row 3 too few.
+    assert rows == [(2, None), (3, None)]
+    assert "10 fields" in str(found[0]) and "9 fields" in found[0].expected
+
+
+def test_first_field_is_never_taken_as_an_index(tmp_path):
+    # Every data row one field longer than the header: pandas would use study_id as an index.
+    rows = [f"S{i},P{i},img/a.png,2015-01-02,A,70,F,60,-2.7,x" for i in range(3)]
+    found = problems_of(make_manifest(tmp_path, rows))
+    assert {p.row for p in found} == {1, 2, 3} and all(p.column is None for p in found)
+
+
+def test_paths_outside_the_manifest_folder_refused(tmp_path):
+    outside = tmp_path / "elsewhere.png"
+    outside.write_bytes(b"x")
+    data = tmp_path / "data"
+    data.mkdir()
+    path = make_manifest(
+        data,
+        [
+            "S1,P1,../elsewhere.png,2015-01-02,A,70,F,60,-2.7",
+            f"S2,P2,{outside},2015-01-02,A,70,F,60,-2.7",
+            "S3,P3,img/../../../../../../etc/passwd,2015-01-02,A,70,F,60,-2.7",
+        ],
+    )
+    found = problems_of(path, check_files=False)
+    assert {(p.row, p.column) for p in found} == {(1, "image_path"), (2, "image_path"),
+                                                   (3, "image_path")}
+    assert all("allow_outside_paths" in p.expected for p in found)
+    table = load_manifest(path, check_files=False, allow_outside_paths=True)
+    assert len(table) == 3
+
+
+def test_outside_mask_path_refused(tmp_path):
+    path = make_manifest(tmp_path, [GOOD_ROW + ",/etc/hostname"], ",mask_path")
+    found = problems_of(path, check_files=False)
+    assert [(p.row, p.column) for p in found] == [(1, "mask_path")]
+
+
+def test_huge_field_refused_and_message_truncated(tmp_path):
+    path = make_manifest(tmp_path, [f"S1,P1,img/a.png,2015-01-02,{'A' * 5_000_000},70,F,60,-2.7"])
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path)
+    assert [(p.row, p.column) for p in err.value.problems] == [(1, "site")]
+    assert len(str(err.value)) < 1000 and "5000000 characters" in str(err.value)
+
+
+def test_file_size_cap(tmp_path, monkeypatch):
+    import osteo.data.manifest as manifest_module
+
+    path = make_manifest(tmp_path, [GOOD_ROW])
+    monkeypatch.setattr(manifest_module, "MAX_MANIFEST_BYTES", 50)
+    with pytest.raises(ManifestError, match="at most 50 bytes"):
+        load_manifest(path)
+
+
+@pytest.mark.parametrize("bad", ["S\x001", "S1\x07", "S\r1"])
+def test_control_characters_refused(tmp_path, bad):
+    path = tmp_path / "manifest.csv"
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.png").write_bytes(b"x")
+    path.write_bytes(
+        (HEADER + "\n" + f'"{bad}",P1,img/a.png,2015-01-02,A,70,F,60,-2.7\n').encode()
+    )
+    found = problems_of(path)
+    assert [(p.row, p.column) for p in found] == [(1, "study_id")]
+    assert "control characters" in found[0].expected
+
+
+@pytest.mark.parametrize("lead", ["=", "+", "-", "@"])
+@pytest.mark.parametrize("column", ["study_id", "patient_id"])
+def test_formula_leading_ids_refused(tmp_path, lead, column):
+    value = f"{lead}cmd|' /C calc'!A0"
+    fields = {"study_id": "S1", "patient_id": "P1"}
+    fields[column] = f'"{value}"'
+    row = f"{fields['study_id']},{fields['patient_id']},img/a.png,2015-01-02,A,70,F,60,-2.7"
+    found = problems_of(make_manifest(tmp_path, [row]))
+    assert [(p.row, p.column, p.value) for p in found] == [(1, column, value)]
+
+
+def test_check_manifest_cli_refuses_formula_id(tmp_path):
+    path = make_manifest(tmp_path, ["\"=cmd|' /C calc'!A0\",P1,img/a.png,2015-01-02,A,70,F,60,-2"])
+    result = run_check(str(path))
+    assert result.returncode == 1
+    assert "row 1 (line 2), column 'study_id'" in result.stderr
+
+
+# --------------------------------------------------------------------------- property-based
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FIELD = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", "S1", "P1", "img/a.png", "2015-01-02", "A", "70", "F", "-2.7", "=1"]),
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    header=st.lists(st.sampled_from(HEADER.split(",") + ["label", "split", "mask_path", "x"]),
+                    min_size=0, max_size=12),
+    rows=st.lists(st.lists(_FIELD, max_size=12), max_size=6),
+)
+def test_arbitrary_rows_give_a_manifest_error_or_a_table(tmp_path, header, rows):
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    path = tmp_path / "manifest.csv"
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    try:
+        table = load_manifest(path, check_files=False)
+    except ManifestError as err:
+        assert str(err) and err.problems
+    else:
+        assert len(table) >= 1
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.binary(max_size=400))
+def test_arbitrary_bytes_give_a_manifest_error_or_a_table(tmp_path, data):
+    path = tmp_path / "manifest.csv"
+    path.write_bytes(HEADER.encode() + b"\n" + data)
+    try:
+        load_manifest(path, check_files=False)
+    except ManifestError as err:
+        assert str(err) and err.problems

@@ -69,7 +69,9 @@ def study_of(row) -> StudyInput:
 
 def test_predictions_match_the_pipeline_and_carry_explanations(tiny_run, manifest, predictor):
     expected = pd.read_csv(tiny_run.run_dir / "predictions.csv").head(3)
-    rows = manifest.set_index("study_id", drop=False).loc[expected["study_id"]]
+    # predictions.csv names studies by their keyed pseudonyms (osteo.privacy).
+    public = manifest.assign(public=[hash_identifier(s, "study") for s in manifest["study_id"]])
+    rows = public.set_index("public", drop=False).loc[expected["study_id"]]
     for row, probability in zip(rows.itertuples(), expected["probability"], strict=True):
         result = predictor.predict(study_of(row))
         assert result.ok, result.error
@@ -84,7 +86,8 @@ def test_predictions_match_the_pipeline_and_carry_explanations(tiny_run, manifes
         assert len(top) == 10 and {f["group"] for f in top} <= {"clinical", "texture"}
         magnitudes = [abs(f["contribution"]) for f in top]
         assert magnitudes == sorted(magnitudes, reverse=True)
-        assert result.overlay.is_file() and result.overlay.stem == hash_identifier(row.study_id)
+        assert result.overlay.is_file()
+        assert result.overlay.stem == hash_identifier(row.study_id, "study")
 
 
 def test_threshold_is_the_validated_one(tiny_run):
@@ -118,7 +121,7 @@ def test_command_line_writes_records_and_overlays_without_identifiers(
     captured = capsys.readouterr()
     assert code == 0, captured.err
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["study"] for r in records] == [hash_identifier(s) for s in rows["study_id"]]
+    assert [r["study"] for r in records] == [hash_identifier(s, "study") for s in rows["study_id"]]
     for record in records:
         assert record["status"] == "ok" and record["decision"] in (
             "osteoporosis",

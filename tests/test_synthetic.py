@@ -403,9 +403,11 @@ def test_png_format_reads_back(tmp_path):
     assert manifest["image_path"].str.endswith(".png").all()
     for row in manifest.to_dict("records"):
         with warnings.catch_warnings():
-            # Site A's 1.0 mm spacing is indistinguishable from "no spacing" in a PNG.
-            warnings.simplefilter("ignore", MissingSpacingWarning)
+            # The spacing travels as a pHYs chunk: even site A's 1.0 mm is known.
+            warnings.simplefilter("error", MissingSpacingWarning)
             image = read_radiograph(row["image_path"])
+        spacing = SITES[row["site"]].spacing_mm
+        assert image.spacing == pytest.approx((spacing, spacing), rel=1e-3)
         mask = _read_mask(row["mask_path"])
         assert image.pixels.shape == mask.shape == SITES[row["site"]].shape
         assert image.pixels[mask > 0].mean() > image.pixels.mean()  # bone bright at both sites

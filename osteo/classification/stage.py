@@ -30,7 +30,7 @@ from osteo.data.io import MissingSpacingWarning, read_radiograph
 from osteo.data.manifest import hash_identifier
 from osteo.data.masks import read_label_map
 from osteo.data.stage import CohortData
-from osteo.files import atomic_open, atomic_path, write_json_atomic, write_text_atomic
+from osteo.files import atomic_path, write_json_atomic, write_text_atomic
 from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext
 from osteo.pipeline.distributed import build_trainer, is_global_zero, training_key_options
@@ -115,7 +115,7 @@ def build_split_tensors(
     )
     folder = ctx.cache_dir / "datasets" / key
     paths = {split: folder / f"{split}.pt" for split in study_ids if study_ids[split]}
-    if all(p.is_file() for p in paths.values()):
+    if all(_usable_tensors(p) for p in paths.values()):
         return paths, key
     rows = data.manifest.set_index("study_id", drop=False)
     progress = ctx.cfg.trainer.enable_progress_bar
@@ -150,6 +150,40 @@ def build_split_tensors(
         with atomic_path(path, suffix=".pt") as temporary:
             torch.save(tensors, temporary)
     return paths, key
+
+
+def _load_reused(module_class, path: Path):
+    """The run's trained model, or None (retrain, with a warning) when it does not load."""
+    if not path.is_file():
+        return None
+    try:
+        return module_class.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a truncated or corrupt checkpoint is a miss
+        warnings.warn(
+            f"{path} is unreadable ({type(err).__name__}); training the classifier again",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def _usable_tensors(path: Path) -> bool:
+    """A cached split tensor file that opens (memory-mapped: the check reads little); a
+    truncated or corrupt one is a miss, rebuilt with a warning."""
+    if not path.is_file():
+        return False
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if not isinstance(data, dict) or "study_id" not in data:
+            raise ValueError("not a split tensor file")
+    except Exception as err:  # noqa: BLE001 - any unreadable entry is a miss
+        warnings.warn(
+            f"cached split tensors {path} are unreadable ({type(err).__name__}); rebuilding",
+            UserWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
 def classifier_settings(ctx: RunContext, texture_dim: int, pos_weight: float | None):
@@ -305,11 +339,11 @@ def run_classifier_stage(
         ckpt_dir = ctx.run_dir / "checkpoints"
         final = ckpt_dir / "model.ckpt"
         key_file = ckpt_dir / "model.key"
-        if final.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
+        same_key = key_file.is_file() and key_file.read_text().strip() == key
+        reused = _load_reused(OsteoporosisModule, final) if same_key else None
+        if reused is not None:
             record.status = "reused"
-            module = OsteoporosisModule.load_from_checkpoint(
-                final, map_location="cpu", weights_only=True
-            )
+            module = reused
         else:
             L.seed_everything(ctx.cfg.seed, workers=True, verbose=False)
             module = OsteoporosisModule(settings)
@@ -357,7 +391,7 @@ def run_classifier_stage(
             if resume:
                 record.note = f"resumed from {last}"
             start = time.perf_counter()
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
             record.figures["train_seconds"] = round(time.perf_counter() - start, 1)
             record.figures["epochs"] = int(trainer.current_epoch)
             record.status = "ran"
@@ -373,8 +407,7 @@ def run_classifier_stage(
         write_json_atomic(ctx.run_dir / "scalers.json", datamodule.state_dict())
         write_inference_card(ctx, settings, segmentation_checkpoint)
         predictions = _predictions(module, datamodule, data, ctx)
-        with atomic_open(ctx.run_dir / "predictions.csv") as stream:
-            predictions.to_csv(stream, index=False)
+        ctx.write_study_table(predictions, "predictions.csv")
         record.figures.update(
             {
                 "head": settings.head,

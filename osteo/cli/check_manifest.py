@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         manifest = load_manifest(
-            args.manifest, require_label=not args.no_labels, check_files=cfg.data.check_files
+            args.manifest,
+            require_label=not args.no_labels,
+            check_files=cfg.data.check_files,
+            allow_outside_paths=cfg.data.allow_outside_paths,
         )
     except ManifestError as err:
         print(err, file=sys.stderr)

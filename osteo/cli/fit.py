@@ -16,8 +16,10 @@ from pathlib import Path
 from osteo.config import ConfigError, load_config
 from osteo.data.manifest import ManifestError
 from osteo.pipeline import run_pipeline
+from osteo.pipeline.context import RunFolderBusyError
 from osteo.pipeline.distributed import is_global_zero
 from osteo.pipeline.summary import format_run_summary
+from osteo.privacy import IdentifierKeyError
 from osteo.sweeps.naming import name_from_overrides
 
 
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (ManifestError, FileNotFoundError) as err:
+    except (ManifestError, FileNotFoundError, RunFolderBusyError, IdentifierKeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if is_global_zero():

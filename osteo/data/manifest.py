@@ -5,17 +5,30 @@ tscore``; optional ``mask_path, label, split``. Paths are relative to the manife
 unless absolute. ``label`` is ``tscore <= -2.5`` (WHO osteoporosis) unless given.
 
 Validation collects every problem before raising, so a user fixes a file in one pass.
+
+The CSV is parsed by ``read_manifest_table`` with Python's ``csv`` module, not pandas'
+guessing: a duplicate header is refused (pandas would rename it ``x.1`` and ignore it), a row
+with more or fewer fields than the header is reported as exactly that (pandas would shift every
+column, or take the first field as an index), the file and every field have size caps, and NUL
+or other control characters are refused. Ids may not begin with ``= + - @`` (a spreadsheet
+would run them as formulas), and image/mask paths must lie inside the manifest's folder unless
+``data.allow_outside_paths=true``.
 """
 
 from __future__ import annotations
 
-import hashlib
+import csv
+import io
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from osteo.privacy import pseudonym
+from osteo.tables import write_csv
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -33,6 +46,9 @@ __all__ = [
     "summarize",
     "format_summary",
     "hash_identifier",
+    "read_manifest_table",
+    "MAX_MANIFEST_BYTES",
+    "MAX_FIELD_CHARS",
 ]
 
 REQUIRED_COLUMNS = (
@@ -52,6 +68,14 @@ SPLIT_NAMES = ("train", "val", "internal_test", "external_test")
 # patient is ever in two splits; counted and reported, never silently dropped.
 EXCLUDED_SPLIT = "excluded_overlap"
 OSTEOPOROSIS_TSCORE = -2.5
+# 1.5 million rows of ~130 bytes; a larger file is more likely the wrong file than a cohort.
+MAX_MANIFEST_BYTES = 200 * 1024 * 1024
+# Long enough for any real path (PATH_MAX is 4096 on Linux), short enough to print.
+MAX_FIELD_CHARS = 4096
+# How much of a bad value a message shows.
+SHOWN_VALUE_CHARS = 80
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FORMULA_LEAD = ("=", "+", "-", "@")
 AGE_RANGE = (18.0, 110.0)
 WEIGHT_RANGE_KG = (25.0, 250.0)
 
@@ -66,7 +90,7 @@ class ManifestProblem:
     def __str__(self) -> str:
         where = "file" if self.row is None else f"row {self.row} (line {self.row + 1})"
         col = f", column '{self.column}'" if self.column else ""
-        val = "" if self.value is None else f": got {self.value!r}"
+        val = "" if self.value is None else f": got {_shown(self.value)}"
         return f"{where}{col}{val}; expected {self.expected}"
 
 
@@ -84,9 +108,19 @@ class ManifestError(ValueError):
         )
 
 
-def hash_identifier(value: object, salt: str = "osteo") -> str:
-    """A short one-way hash, so outputs can group by patient without carrying the identifier."""
-    return hashlib.sha256(f"{salt}:{value}".encode()).hexdigest()[:16]
+def _shown(value: object) -> str:
+    """``repr`` of a value, cut to ``SHOWN_VALUE_CHARS`` (a 50 MB field is not printed whole)."""
+    text = repr(value)
+    if len(text) <= SHOWN_VALUE_CHARS:
+        return text
+    return f"{text[:SHOWN_VALUE_CHARS]}... ({len(str(value))} characters)"
+
+
+def hash_identifier(value: object, kind: str = "patient") -> str:
+    """A keyed pseudonym (``osteo.privacy.pseudonym``): outputs group by patient without
+    carrying the identifier, and without the key the hash cannot be reversed by brute force.
+    Split assignment never uses it (``make_splits`` orders the ids themselves)."""
+    return pseudonym(value, kind)
 
 
 def _blank(value: object) -> bool:
@@ -121,9 +155,15 @@ def validate_manifest(
     base_dir: Path,
     require_label: bool = True,
     check_files: bool = True,
+    allow_outside_paths: bool = False,
 ) -> tuple[pd.DataFrame, list[ManifestProblem]]:
     """Check every row and return (a normalised copy, the list of problems)."""
     problems: list[ManifestProblem] = []
+    for column in table.columns:
+        if _CONTROL.search(str(column)) or len(str(column)) > MAX_FIELD_CHARS:
+            problems.append(
+                ManifestProblem(None, "header", column, "a column name without control characters")
+            )
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     for column in missing:
         problems.append(ManifestProblem(None, column, None, f"a column named '{column}'"))
@@ -136,11 +176,29 @@ def validate_manifest(
     has_mask = "mask_path" in out.columns
     has_label = "label" in out.columns
     has_split = "split" in out.columns
+    base_resolved = Path(base_dir).resolve()
     for i, rec in enumerate(out.to_dict("records")):
         row = i + 1
+        unsafe = _unsafe_fields(rec, row)
+        problems.extend(unsafe)
+        if unsafe:
+            # Checking a field with a NUL or a megabyte of text further only repeats the problem.
+            bad = {p.column for p in unsafe}
+            rec = {k: ("" if k in bad else v) for k, v in rec.items()}
         for column in ("study_id", "patient_id", "image_path", "site"):
-            if _blank(rec[column]):
+            if _blank(rec[column]) and column not in {p.column for p in unsafe}:
                 problems.append(ManifestProblem(row, column, rec[column], "a non-empty value"))
+        for column in ("study_id", "patient_id"):
+            if str(rec[column]).strip().startswith(_FORMULA_LEAD):
+                problems.append(
+                    ManifestProblem(
+                        row,
+                        column,
+                        rec[column],
+                        "an id that does not begin with =, +, - or @ (a spreadsheet opening an "
+                        "output would run it as a formula)",
+                    )
+                )
 
         date = pd.to_datetime(str(rec["study_date"]).strip(), errors="coerce", format="%Y-%m-%d")
         if pd.isna(date):
@@ -187,6 +245,8 @@ def validate_manifest(
         labels.append(label)
 
         image = _resolve(base_dir, rec["image_path"]) if not _blank(rec["image_path"]) else None
+        if image is not None and not allow_outside_paths:
+            problems.extend(_outside(row, "image_path", rec["image_path"], image, base_resolved))
         if check_files and image is not None and not image.is_file():
             problems.append(
                 ManifestProblem(
@@ -200,6 +260,8 @@ def validate_manifest(
         mask = None
         if has_mask and not _blank(rec["mask_path"]):
             mask = _resolve(base_dir, rec["mask_path"])
+            if not allow_outside_paths:
+                problems.extend(_outside(row, "mask_path", rec["mask_path"], mask, base_resolved))
             if check_files and not mask.is_file():
                 problems.append(
                     ManifestProblem(
@@ -255,24 +317,126 @@ def validate_manifest(
     return out, problems
 
 
-def load_manifest(
-    path: str | Path, require_label: bool = True, check_files: bool = True
-) -> pd.DataFrame:
-    """Read and validate a manifest; raise ``ManifestError`` listing every problem."""
+def _unsafe_fields(rec: dict, row: int) -> list[ManifestProblem]:
+    problems = []
+    for column, value in rec.items():
+        text = "" if value is None else str(value)
+        if len(text) > MAX_FIELD_CHARS:
+            problems.append(
+                ManifestProblem(row, column, value, f"at most {MAX_FIELD_CHARS} characters")
+            )
+        elif _CONTROL.search(text):
+            problems.append(
+                ManifestProblem(
+                    row, column, value, "text without NUL or other control characters"
+                )
+            )
+    return problems
+
+
+def _outside(row: int, column: str, value: object, path: Path, base: Path) -> list:
+    try:
+        path.resolve().relative_to(base)
+    except ValueError:
+        return [
+            ManifestProblem(
+                row,
+                column,
+                value,
+                f"a path inside the manifest's folder {base} (it resolves to {path.resolve()}); "
+                "set data.allow_outside_paths=true to allow files elsewhere",
+            )
+        ]
+    except (OSError, RuntimeError):  # a symlink loop or an unreadable path
+        return [ManifestProblem(row, column, value, "a path that can be resolved")]
+    return []
+
+
+def read_manifest_table(path: str | Path) -> tuple[pd.DataFrame, list[ManifestProblem]]:
+    """Parse a manifest CSV as text, strictly; return the table and the file-level problems.
+
+    A row whose field count differs from the header's is reported as that and kept with empty
+    fields, so row numbers stay those of the file and no value lands in another column.
+    """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(path, [ManifestProblem(None, None, None, "an existing CSV file")])
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            path,
+            [
+                ManifestProblem(
+                    None, None, f"{size} bytes", f"a file of at most {MAX_MANIFEST_BYTES} bytes"
+                )
+            ],
+        )
     try:
-        # Everything as text: numbers are parsed (and reported) row by row by the validator.
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ManifestError(
+            path, [ManifestProblem(None, None, str(err), "a UTF-8 encoded CSV file")]
+        ) from None
+    previous = csv.field_size_limit()
+    csv.field_size_limit(MAX_MANIFEST_BYTES)
+    try:
+        records = list(csv.reader(io.StringIO(text, newline=""), skipinitialspace=True))
+    except csv.Error as err:
         raise ManifestError(
             path, [ManifestProblem(None, None, str(err), "a readable CSV file")]
         ) from None
+    finally:
+        csv.field_size_limit(previous)
+    records = [r for r in records if r and any(field.strip() for field in r)]
+    if not records:
+        raise ManifestError(path, [ManifestProblem(None, None, None, "a header row")])
+    header = [c.strip() for c in records[0]]
+    problems: list[ManifestProblem] = []
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            problems.append(
+                ManifestProblem(None, column, column, "each column name once in the header")
+            )
+        seen.add(column)
+    if problems:
+        return pd.DataFrame(columns=list(dict.fromkeys(header))), problems
+    rows = []
+    for i, fields in enumerate(records[1:]):
+        if len(fields) != len(header):
+            problems.append(
+                ManifestProblem(
+                    i + 1,
+                    None,
+                    f"{len(fields)} fields",
+                    f"{len(header)} fields, one per header column (a comma inside a value "
+                    'needs the value in double quotes)',
+                )
+            )
+            fields = [""] * len(header)
+        rows.append(fields)
+    return pd.DataFrame(rows, columns=header, dtype=str), problems
+
+
+def load_manifest(
+    path: str | Path,
+    require_label: bool = True,
+    check_files: bool = True,
+    allow_outside_paths: bool = False,
+) -> pd.DataFrame:
+    """Read and validate a manifest; raise ``ManifestError`` listing every problem."""
+    path = Path(path)
+    table, read_problems = read_manifest_table(path)
+    if read_problems and all(p.row is None for p in read_problems):
+        raise ManifestError(path, read_problems)
     if table.empty:
         raise ManifestError(path, [ManifestProblem(None, None, None, "at least one data row")])
-    table.columns = [c.strip() for c in table.columns]
-    out, problems = validate_manifest(table, path.resolve().parent, require_label, check_files)
+    out, problems = validate_manifest(
+        table, path.resolve().parent, require_label, check_files, allow_outside_paths
+    )
+    # A row with the wrong field count is reported once, not once per (emptied) field.
+    malformed = {p.row for p in read_problems}
+    problems = read_problems + [p for p in problems if p.row not in malformed]
     if problems:
         problems.sort(key=lambda p: p.row or 0)
         raise ManifestError(path, problems)
@@ -376,21 +540,23 @@ def check_no_patient_leak(patient_ids: pd.Series, split: pd.Series) -> None:
         )
 
 
-def write_splits(manifest: pd.DataFrame, split: pd.Series, path: str | Path) -> Path:
-    """Write ``study_id, patient_hash, split``; patient ids are hashed, never written."""
+def write_splits(
+    manifest: pd.DataFrame, split: pd.Series, path: str | Path, clear_ids: bool = False
+) -> Path:
+    """Write ``study_id, patient_hash, split``; patient ids are always hashed (keyed), study ids
+    too unless ``clear_ids`` (``logger.log_identifiers=true``). ``apply_splits`` reads both."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    studies = manifest["study_id"].astype(str)
     table = pd.DataFrame(
         {
-            "study_id": manifest["study_id"].to_numpy(),
+            "study_id": studies.to_numpy()
+            if clear_ids
+            else [pseudonym(s, "study") for s in studies],
             "patient_hash": [hash_identifier(p) for p in manifest["patient_id"]],
             "split": split.to_numpy(),
         }
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    return write_csv(table, path)
 
 
 def read_splits(path: str | Path) -> pd.DataFrame:
@@ -410,8 +576,15 @@ def read_splits(path: str | Path) -> pd.DataFrame:
 
 
 def apply_splits(manifest: pd.DataFrame, splits: pd.DataFrame, source: str = "splits") -> pd.Series:
-    """Look up each manifest study in a saved split table; every study must be there."""
+    """Look up each manifest study in a saved split table; every study must be there.
+
+    The table may name studies in clear or by their pseudonyms (the default ``splits.csv``)."""
     lookup = dict(zip(splits["study_id"].astype(str), splits["split"], strict=True))
+    for study in manifest["study_id"]:
+        if study not in lookup:
+            hashed = lookup.get(pseudonym(study, "study"))
+            if hashed is not None:
+                lookup[study] = hashed
     missing = [s for s in manifest["study_id"] if s not in lookup]
     if missing:
         raise ValueError(

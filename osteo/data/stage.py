@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from osteo.data.io import set_max_megapixels
 from osteo.data.manifest import (
     EXCLUDED_SPLIT,
     SPLIT_NAMES,
@@ -69,6 +70,9 @@ def ensure_manifest(ctx: RunContext) -> tuple[Path, bool]:
 
 
 def run_data_stage(ctx: RunContext) -> CohortData:
+    # The pixel limit every later read of this process obeys (a corrupt or hostile header is
+    # refused before decoding); set here because the data stage runs first in every rank.
+    set_max_megapixels(float(ctx.cfg.data.max_megapixels))
     with ctx.stage("data") as record:
         # One rank makes a missing synthetic cohort; the others wait, then read it.
         generated = False
@@ -76,7 +80,12 @@ def run_data_stage(ctx: RunContext) -> CohortData:
             path, generated = ensure_manifest(ctx)
         wait_for_all_ranks()
         path, _ = ensure_manifest(ctx)
-        manifest = load_manifest(path, require_label=True, check_files=ctx.cfg.data.check_files)
+        manifest = load_manifest(
+            path,
+            require_label=True,
+            check_files=ctx.cfg.data.check_files,
+            allow_outside_paths=ctx.cfg.data.allow_outside_paths,
+        )
         split_cfg = ctx.cfg.data.split
         if split_cfg.splits_file:
             split = apply_splits(
@@ -93,7 +102,9 @@ def run_data_stage(ctx: RunContext) -> CohortData:
                 split_cfg.seed,
             )
         if is_global_zero():
-            write_splits(manifest, split, ctx.run_dir / "splits.csv")
+            write_splits(
+                manifest, split, ctx.run_dir / "splits.csv", clear_ids=ctx.identifiers.clear
+            )
         manifest = manifest.assign(split=split.to_numpy())
         record.status = "ran"
         record.cache_key = digest(file_digest(path), ctx.config_dict("data"))
@@ -116,4 +127,6 @@ def run_data_stage(ctx: RunContext) -> CohortData:
                 f"the {' and '.join(missing)} split(s) are empty; check "
                 "data.split (dates, sites, val_fraction) against the manifest"
             )
+        # Failure messages written later lose these studies' ids, paths and file names.
+        ctx.identifiers.learn(manifest, path)
         return CohortData(manifest=manifest, manifest_path=path)

@@ -36,6 +36,7 @@ from osteo.evaluation.runs import (
 )
 from osteo.evaluation.stats import _auc_unchecked, holm_adjust
 from osteo.evaluation.thresholds import select_threshold
+from osteo.tables import neutralise_formulas
 
 __all__ = ["DEFAULT_PRIMARY", "ComparisonPlan", "ComparisonResult", "PrimaryNotFoundError",
            "build_comparison_table", "compare_runs", "format_comparison_markdown", "model_key",
@@ -502,9 +503,9 @@ def compare_runs(
     if (seeds_table["n_runs"] > 1).any():
         markdown += "\n## Runs per model (seeds)\n\n" + seeds_markdown
     files["csv"] = out_dir / "comparison.csv"
-    write_text_atomic(files["csv"], table.to_csv(index=False))
+    write_text_atomic(files["csv"], neutralise_formulas(table).to_csv(index=False))
     files["seeds_csv"] = write_text_atomic(out_dir / "seeds.csv",
-                                           seeds_table.to_csv(index=False))
+                                           neutralise_formulas(seeds_table).to_csv(index=False))
     images = "\n".join(f"![{p.stem}]({p.name})" for k, p in files.items()
                        if p.suffix == ".png")
     files["markdown"] = write_text_atomic(out_dir / "comparison.md",

@@ -138,7 +138,15 @@ def load_readers(path: str | Path, predictions: pd.DataFrame | None = None) -> p
         raise EvaluationInputError(f"{path}: reader {first['reader']!r} scores study "
                                    f"{first['study_id']!r} more than once ({_rows(duplicated)})")
     if predictions is not None:
-        unknown = ~table["study_id"].isin(set(predictions["study_id"]))
+        known = set(predictions["study_id"])
+        unknown = ~table["study_id"].isin(known)
+        if unknown.any():
+            # Runs name studies by keyed pseudonyms (osteo.privacy); readers' files by the ids.
+            from osteo.privacy import pseudonym
+
+            mapped = table["study_id"].map(lambda s: s if s in known else pseudonym(s, "study"))
+            table["study_id"] = mapped.where(mapped.isin(known), table["study_id"])
+            unknown = ~table["study_id"].isin(known)
         if unknown.any():
             ids = table.loc[unknown, "study_id"].unique()
             raise EvaluationInputError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from osteo.files import write_json_atomic
 __all__ = [
     "StageRecord",
     "RunContext",
+    "RunFolderBusyError",
+    "launched_as_rank_zero",
     "library_versions",
 ]
 
@@ -54,17 +57,102 @@ class StageRecord:
     note: str = ""
 
 
-class RunContext:
-    """The run folder (``output_dir/name``), the shared cache and the stage log."""
+def launched_as_rank_zero() -> bool:
+    """False in a process a launcher started as another rank, even before any process group
+    exists: Lightning's DDP launcher reruns the command in child processes (LOCAL_RANK,
+    NODE_RANK), torchrun and srun set RANK / SLURM_PROCID. Locks are for rank zero alone: a
+    lock one rank holds while the others wait for it in a collective call never opens."""
+    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return all(os.environ.get(v, "0") in ("0", "") for v in ranks)
 
-    def __init__(self, cfg: DictConfig) -> None:
+
+class RunFolderBusyError(RuntimeError):
+    """Another live process holds the run folder (two runs with one ``name``)."""
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    """``output_dir/name``, refusing a name that leads outside ``output_dir``."""
+    from osteo.config import ConfigError, check_run_name
+
+    check_run_name(str(cfg.name))
+    output_dir = Path(cfg.output_dir).resolve()
+    run_dir = (output_dir / str(cfg.name)).resolve()
+    if run_dir.parent != output_dir:
+        raise ConfigError(
+            f"Invalid value for config key 'name': {cfg.name!r} resolves to {run_dir}, "
+            f"outside output_dir {output_dir}"
+        )
+    return Path(cfg.output_dir) / str(cfg.name)
+
+
+class RunContext:
+    """The run folder (``output_dir/name``), the shared cache and the stage log.
+
+    ``lock=True`` (rank zero of a run) holds ``<run folder>/.osteo.lock`` for the process's
+    life: a second live run with the same ``name`` is refused instead of deleting this one's
+    checkpoints. The lock is the operating system's (``filelock``), so a killed run leaves
+    no stale lock behind.
+    """
+
+    LOCK_NAME = ".osteo.lock"
+
+    def __init__(self, cfg: DictConfig, lock: bool | None = None) -> None:
+        from osteo.privacy import IdentifierPolicy
+
         self.cfg = cfg
-        self.run_dir = Path(cfg.output_dir) / cfg.name
+        self.run_dir = resolve_run_dir(cfg)
         self.cache_dir = Path(cfg.cache_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        if lock is None:  # rank zero holds the folder for all ranks of its run
+            from osteo.pipeline.distributed import is_global_zero
+
+            lock = is_global_zero() and launched_as_rank_zero()
+        self._lock = self._acquire(self.run_dir) if lock else None
         self.records: list[StageRecord] = []
         self.versions = library_versions()
+        # How studies and patients are named in what this run writes (pseudonyms by default).
+        self.identifiers = IdentifierPolicy(clear=bool(cfg.logger.log_identifiers))
+
+    @classmethod
+    def _acquire(cls, run_dir: Path):
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(run_dir / cls.LOCK_NAME), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunFolderBusyError(
+                f"run folder {run_dir} is in use by another running osteo process; wait for "
+                "it to finish or choose another name=..."
+            ) from None
+        return lock
+
+    def close(self) -> None:
+        """Release the run folder (also released by the OS when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def write_study_table(
+        self, table: Any, name: str, text_columns: tuple[str, ...] = ("reason",)
+    ) -> Path:
+        """Write a per-study table into the run folder: ``study_id`` as the run's public name
+        (a pseudonym unless ``logger.log_identifiers``), identifiers redacted from the
+        message columns, formula-leading cells neutralised, atomically."""
+        from osteo.tables import write_csv
+
+        out = table.copy()
+        if "study_id" in out.columns:
+            ids = out["study_id"].astype(str).tolist()
+            for column in text_columns:
+                if column in out.columns:
+                    out[column] = [
+                        self.identifiers.message(str(text), study)
+                        for text, study in zip(out[column], ids, strict=True)
+                    ]
+            out["study_id"] = [self.identifiers.study(s) for s in ids]
+        return write_csv(out, self.run_dir / name)
 
     def config_dict(self, *keys: str) -> dict[str, Any]:
         return {k: OmegaConf.to_container(self.cfg[k], resolve=True) for k in keys}

@@ -49,8 +49,9 @@ def extract_radiomics(cfg: DictConfig) -> ExtractionRun:
         split_of = {s: split for split, split_ids in study_ids.items() for s in split_ids}
         files = {}
         if is_global_zero():
-            excluded.to_csv(ctx.run_dir / "excluded.csv", index=False)
+            ctx.write_study_table(excluded, "excluded.csv")
             files = save_split_tables(table, split_of, ctx.run_dir / "radiomics")
         return ExtractionRun(ctx.run_dir, ctx.records, files, table.failures)
     finally:
+        ctx.close()
         finish_distributed()

@@ -62,6 +62,7 @@ def run_pipeline(cfg: DictConfig) -> RunResult:
     # Under torchrun/srun every rank joins the process group now, so the stages before
     # training know their rank (see docs/scaling.md).
     start_distributed(cfg.trainer)
+    ctx = None
     try:
         ctx = RunContext(cfg)
         if is_global_zero():
@@ -70,6 +71,9 @@ def run_pipeline(cfg: DictConfig) -> RunResult:
     except BaseException:
         finish_distributed(wait=False)
         raise
+    finally:
+        if ctx is not None:
+            ctx.close()
     finish_distributed()
     return result
 
@@ -86,7 +90,7 @@ def _run_stages(ctx: RunContext) -> RunResult:
     rois = run_roi_stage(ctx, data, seg)
     study_ids, excluded = select_studies(data, seg)
     if is_global_zero():
-        excluded.to_csv(ctx.run_dir / "excluded.csv", index=False)
+        ctx.write_study_table(excluded, "excluded.csv")
     all_ids = [s for ids in study_ids.values() for s in ids]
     texture = run_radiomics_stage(ctx, data, seg, rois, all_ids, needed="texture" in inputs)
     # Rank zero writes the split tensor files; the other ranks then find them in the cache.

@@ -7,13 +7,43 @@ ROC plots produced by osteo.evaluation (one implementation for the console and W
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from osteo.config import redacted_config
 from osteo.pipeline.context import RunContext
 
-__all__ = ["make_wandb_logger", "log_run_results"]
+__all__ = ["make_wandb_logger", "log_run_results", "wandb_settings"]
+
+
+def wandb_settings(log_identifiers: bool):
+    """What W&B records about the machine and the process.
+
+    Unless identifiers were asked for: no console capture (log lines name image files), no
+    code or git state, no system metadata (host name, working directory, command line with
+    its paths, user name) and no system metrics.
+    """
+    import wandb
+
+    if log_identifiers:
+        return wandb.Settings(silent=True)
+    return wandb.Settings(
+        silent=True,
+        console="off",
+        save_code=False,
+        disable_code=True,
+        disable_git=True,
+        disable_job_creation=True,
+        x_disable_meta=True,
+        x_disable_machine_info=True,
+        x_disable_stats=True,
+    )
+
+
+def _config(ctx: RunContext) -> dict:
+    if ctx.cfg.logger.log_identifiers:
+        return OmegaConf.to_container(ctx.cfg, resolve=True)
+    return redacted_config(ctx.cfg)  # every path-valued setting
 
 
 def make_wandb_logger(ctx: RunContext):
@@ -24,17 +54,14 @@ def make_wandb_logger(ctx: RunContext):
     os.environ.setdefault("WANDB_SILENT", "true")
     if cfg.mode == "offline":
         os.environ.setdefault("WANDB_MODE", "offline")
-    config = OmegaConf.to_container(ctx.cfg, resolve=True)
-    if not cfg.log_identifiers:
-        # Paths can name patients or studies (file names); W&B gets the folder name only.
-        config["data"]["manifest"] = Path(config["data"]["manifest"]).parent.name + "/…"
     return WandbLogger(
         project=cfg.project,
         name=ctx.cfg.name,
         save_dir=str(ctx.run_dir),
         mode=cfg.mode,
-        config=config,
+        config=_config(ctx),
         log_model=False,
+        settings=wandb_settings(bool(cfg.log_identifiers)),
     )
 
 
@@ -55,6 +82,8 @@ def log_run_results(ctx: RunContext, metrics: dict) -> None:
             dir=str(ctx.run_dir),
             mode=ctx.cfg.logger.mode,
             reinit=True,
+            config=_config(ctx),
+            settings=wandb_settings(bool(ctx.cfg.logger.log_identifiers)),
         )
     rows = summary_rows(metrics)
     if rows:

@@ -17,7 +17,12 @@ from pathlib import Path
 import pandas as pd
 
 from osteo.data.io import DICOM_SUFFIXES, ITK_SUFFIXES, is_dicom_file
-from osteo.data.manifest import ManifestError, ManifestProblem, validate_manifest
+from osteo.data.manifest import (
+    ManifestError,
+    ManifestProblem,
+    read_manifest_table,
+    validate_manifest,
+)
 
 __all__ = ["StudyInput", "collect_inputs", "load_prediction_manifest", "is_manifest"]
 
@@ -68,17 +73,10 @@ def _files_in(folder: Path) -> list[Path]:
 def load_prediction_manifest(path: str | Path) -> list[StudyInput]:
     """The studies of a manifest CSV; raises ``ManifestError`` listing every problem."""
     path = Path(path)
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except FileNotFoundError:
-        raise ManifestError(
-            path, [ManifestProblem(None, None, None, "an existing CSV file")]
-        ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise ManifestError(
-            path, [ManifestProblem(None, None, str(err), "a readable CSV file")]
-        ) from None
-    table.columns = [c.strip() for c in table.columns]
+    # The training manifest's strict parser: duplicate headers, wrong field counts, size caps.
+    table, read_problems = read_manifest_table(path)
+    if read_problems:
+        raise ManifestError(path, read_problems)
     missing = [c for c in ("study_id", "image_path") if c not in table.columns]
     if missing:
         raise ManifestError(
@@ -100,8 +98,13 @@ def load_prediction_manifest(path: str | Path) -> list[StudyInput]:
             check[column] = ""
         blank[column] = check[column].str.strip() == ""
         check.loc[blank[column], column] = placeholder
+    # Files to predict on are the user's own choice: paths anywhere are allowed here.
     rows, problems = validate_manifest(
-        check, path.resolve().parent, require_label=False, check_files=False
+        check,
+        path.resolve().parent,
+        require_label=False,
+        check_files=False,
+        allow_outside_paths=True,
     )
     if problems:
         problems.sort(key=lambda p: p.row or 0)

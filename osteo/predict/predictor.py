@@ -43,7 +43,7 @@ EXPECTED_ERRORS = (RadiographReadError, InputError, MaskError, OSError)
 
 def public_id(study: StudyInput, show_identifiers: bool) -> str:
     """The study's name in outputs: a one-way hash unless identifiers were asked for."""
-    return study.study_id if show_identifiers else hash_identifier(study.study_id)
+    return study.study_id if show_identifiers else hash_identifier(study.study_id, "study")
 
 
 @dataclass

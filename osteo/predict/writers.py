@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from osteo.predict.predictor import StudyResult, public_id
+from osteo.tables import neutralise_cell
 
 __all__ = ["FORMATS", "result_record", "redact", "ResultWriter", "CSV_COLUMNS"]
 
@@ -143,7 +144,8 @@ class ResultWriter:
     def write(self, result: StudyResult) -> dict:
         record = result_record(result, self.show_identifiers)
         if self._csv is not None:
-            self._csv.writerow(_csv_row(record))
+            # Formula-leading text (an id, an error message) is neutralised as in osteo.tables.
+            self._csv.writerow({k: neutralise_cell(v) for k, v in _csv_row(record).items()})
         else:
             self._fh.write(json.dumps(record, default=str) + "\n")
         self._fh.flush()

@@ -7,6 +7,7 @@ rerun, or another head, reuses every entry; failed ROIs are recorded with their 
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from osteo.data.stage import CohortData
@@ -83,6 +84,9 @@ def run_radiomics_stage(
         record.status = "ran" if n_extracted else "reused"
         record.cache_key = digest(store.extractor.fingerprint_digest, len(items))
         record.figures = result.stage_figures()
+        # stages.json lies in the run folder: reasons lose the study's ids and paths.
+        reasons = Counter(ctx.identifiers.message(f.reason, f.study_id) for f in result.failures)
+        record.figures["failures_by_reason"] = dict(reasons.most_common())
         if extracted_by_rank:
             # The last pass found every entry in the store: the ranks had just made them.
             record.figures["n_extracted"] = n_extracted

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from osteo.data.masks import read_label_map
 from osteo.data.stage import CohortData
-from osteo.files import atomic_open, write_json_atomic
+from osteo.files import write_json_atomic
 from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext
 from osteo.pipeline.distributed import is_global_zero
@@ -76,11 +77,30 @@ def _result_from_json(data: dict) -> RoiResult:
     return RoiResult(hips)
 
 
+def _cached(cache_path: Path) -> dict | None:
+    """A cache entry, or None (a miss) when it is absent, truncated or not an ROI result."""
+    if not cache_path.is_file():
+        return None
+    try:
+        data = json.loads(cache_path.read_text(encoding="utf-8"))
+        _result_from_json(data)  # every field there and of the right shape
+        return data
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        warnings.warn(
+            f"ROI cache entry {cache_path} is unreadable ({type(err).__name__}: {err}); "
+            "placing the ROIs again",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+
+
 def _place_one(args: tuple[str, str, RoiSettings, str]) -> tuple[str, dict]:
     study_id, mask_path, settings, cache_file = args
     cache_path = Path(cache_file)
-    if cache_path.is_file():
-        return study_id, json.loads(cache_path.read_text())
+    cached = _cached(cache_path)
+    if cached is not None:
+        return study_id, cached
     label_map, spacing = read_label_map(Path(mask_path))
     data = _result_to_json(place_rois(label_map, spacing, settings))
     write_json_atomic(cache_path, data)
@@ -157,7 +177,9 @@ def _quality_figures(
     return figures
 
 
-def _write_table(path: Path, rois: dict[str, RoiResult], write: bool = True) -> pd.DataFrame:
+def _write_table(
+    ctx: RunContext, filename: str, rois: dict[str, RoiResult], write: bool = True
+) -> pd.DataFrame:
     rows = []
     for study_id, result in rois.items():
         for side, hip in result.hips.items():
@@ -178,8 +200,7 @@ def _write_table(path: Path, rois: dict[str, RoiResult], write: bool = True) -> 
                 )
     table = pd.DataFrame(rows)
     if write:
-        with atomic_open(path) as stream:
-            table.to_csv(stream, index=False)
+        ctx.write_study_table(table, filename, text_columns=("flags", "notes"))
     return table
 
 
@@ -219,7 +240,7 @@ def _per_study_overlays(
         if row.study_id not in rois:
             continue
         label_map, _ = read_label_map(masks[row.study_id])
-        name = hash_identifier(row.study_id)  # file names carry no identifiers
+        name = hash_identifier(row.study_id, "study")  # file names carry no identifiers
         save_overlay(
             ctx.run_dir / "overlays" / row.split / f"{name}.png",
             read_radiograph(row.image_path).pixels,
@@ -260,7 +281,7 @@ def run_roi_stage(ctx: RunContext, data: CohortData, seg: SegmentationOutput) ->
                 results[study_id] = _result_from_json(raw)
         record.status = "reused" if hits == len(jobs) else "ran"
         record.cache_key = digest(sorted(j[3] for j in jobs))
-        table = _write_table(ctx.run_dir / "rois.csv", results, write=is_global_zero())
+        table = _write_table(ctx, "rois.csv", results, write=is_global_zero())
         reference = load_reference_boxes(data.manifest_path)
         record.figures = _quality_figures(data, results, seg.masks, reference)
         record.figures["cache_hits"] = hits

@@ -8,6 +8,7 @@ second run over the same data reads every mask from disk.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +22,15 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from osteo.constants import FEMUR_LABELS
-from osteo.data.masks import missing_femurs, read_label_map
+from osteo.data.io import failure_reason
+from osteo.data.masks import MaskFormatError, missing_femurs, read_label_map
 from osteo.data.transforms import segmentation_inference_transforms
 from osteo.files import atomic_path
 from osteo.hashing import file_digest
 
 __all__ = [
     "MaskCache",
+    "CacheEntryWarning",
     "MaskPrediction",
     "postprocess_mask",
     "predict_masks",
@@ -64,8 +67,16 @@ def load_segmentation_model(checkpoint: str | Path, device: str | torch.device =
     return model.to(device).eval()
 
 
+class CacheEntryWarning(UserWarning):
+    """A cache entry could not be read; it is recomputed."""
+
+
 class MaskCache:
-    """Label maps on disk under ``root/<key[:2]>/<key>.png``, written atomically."""
+    """Label maps on disk under ``root/<key[:2]>/<key>.png``, written atomically.
+
+    The rule of every osteo cache: an entry that cannot be read (truncated by a full disk, a
+    bit flip, a foreign file) is a miss, recomputed with a warning, never a crash.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -80,6 +91,23 @@ class MaskCache:
     def get(self, key: str) -> Path | None:
         path = self.path(key)
         return path if path.is_file() else None
+
+    def load(self, key: str) -> tuple[Path, np.ndarray] | None:
+        """The entry's path and label map, or None for a miss (absent or unreadable)."""
+        path = self.get(key)
+        if path is None:
+            return None
+        try:
+            label_map, _ = read_label_map(path)
+        except (RuntimeError, MaskFormatError) as err:
+            last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+            warnings.warn(
+                f"mask cache entry {path} is unreadable ({last}); predicting it again",
+                CacheEntryWarning,
+                stacklevel=2,
+            )
+            return None
+        return path, label_map
 
     def put(self, key: str, mask: np.ndarray, spacing: tuple[float, float] | None) -> Path:
         path = self.path(key)
@@ -136,10 +164,12 @@ def predict_masks(
         except OSError as err:
             results[study_id] = MaskPrediction(study_id, None, False, f"{image_path}: {err}")
             continue
-        hit = cache.get(key)
+        hit = cache.load(key)
         if hit is not None:
-            label_map, _ = read_label_map(hit)
-            results[study_id] = MaskPrediction(study_id, hit, True, None, missing_femurs(label_map))
+            path, label_map = hit
+            results[study_id] = MaskPrediction(
+                study_id, path, True, None, missing_femurs(label_map)
+            )
         else:
             todo.append((study_id, image_path, key))
 
@@ -152,7 +182,7 @@ def predict_masks(
             try:
                 item = pre({"image": image_path})
             except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
-                results[study_id] = MaskPrediction(study_id, None, False, str(err))
+                results[study_id] = MaskPrediction(study_id, None, False, failure_reason(err))
                 continue
             item["study_id"] = study_id
             items.append(item)

@@ -7,8 +7,10 @@ versions; masks are cached per (checkpoint, image) by ``osteo.segmentation.masks
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from osteo.data.masks import missing_femurs, read_label_map
 from osteo.data.stage import CohortData
 from osteo.files import atomic_path
 from osteo.hashing import digest, file_digest
-from osteo.pipeline.context import RunContext
+from osteo.pipeline.context import RunContext, launched_as_rank_zero
 from osteo.pipeline.distributed import (
     build_trainer,
     distributed_rank_and_size,
@@ -109,7 +111,16 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
                             logger=csv_logger)
     last = work / "last.ckpt"
     resume = str(last) if ctx.cfg.resume and last.is_file() else None
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    if (
+        resume is None
+        and work.exists()
+        and distributed_rank_and_size()[1] == 1
+        and launched_as_rank_zero()  # not a DDP child that reruns the command
+    ):
+        # A training killed earlier left its checkpoints; under the key's lock no one else
+        # uses them, and a fresh training must not mistake them for its own.
+        shutil.rmtree(work)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     final = out_dir / "model.ckpt"
     if is_global_zero():
         best = Path(checkpoint.best_model_path or last)
@@ -118,6 +129,41 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return final
+
+
+@contextlib.contextmanager
+def _training_lock(folder: Path, key: str):
+    """Hold ``folder/<key>.lock`` in rank zero's process. The other ranks of a DDP run train
+    together with rank zero and must not wait for its lock (see launched_as_rank_zero)."""
+    rank, _ = distributed_rank_and_size()
+    if rank != 0 or not launched_as_rank_zero():
+        yield
+        return
+    from filelock import FileLock
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / f"{key}.lock")):
+        yield
+
+
+def _usable_checkpoint(path: Path) -> bool:
+    """A cached model that loads; a truncated or corrupt one is a miss (retrained), with a
+    warning, like every other cache entry."""
+    if not path.is_file():
+        return False
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "state_dict" not in state:
+            raise ValueError("no state_dict")
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is a miss
+        warnings.warn(
+            f"cached segmentation model {path} is unreadable ({type(err).__name__}); "
+            "training it again",
+            UserWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
 def dice_per_femur(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -204,15 +250,18 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
             record.cache_key = key
             out_dir = ctx.cache_dir / "segmentation" / key
             checkpoint = out_dir / "model.ckpt"
-            if checkpoint.is_file():
-                record.status = "reused"
-            else:
-                start = time.perf_counter()
-                checkpoint = _train(ctx, train_rows, val_rows, out_dir)
-                record.status = "ran"
-                record.figures["train_seconds"] = round(time.perf_counter() - start, 1)
-                record.figures["train_studies"] = len(train_rows)
-                record.figures["val_studies"] = len(val_rows)
+            # One training per key at a time: a second run (another W&B agent, a parallel
+            # sweep) waits here, then reuses the model the first one published.
+            with _training_lock(ctx.cache_dir / "segmentation", key):
+                if _usable_checkpoint(checkpoint):
+                    record.status = "reused"
+                else:
+                    start = time.perf_counter()
+                    checkpoint = _train(ctx, train_rows, val_rows, out_dir)
+                    record.status = "ran"
+                    record.figures["train_seconds"] = round(time.perf_counter() - start, 1)
+                    record.figures["train_studies"] = len(train_rows)
+                    record.figures["val_studies"] = len(val_rows)
 
             curves = out_dir / "logs" / "metrics.csv"
             if curves.is_file() and is_global_zero():  # also when the model is reused
@@ -248,6 +297,8 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
         )
         elapsed = time.perf_counter() - start
         masks = {p.study_id: p.mask_path for p in predictions if p.mask_path is not None}
+        # Reasons go to excluded.csv and stages.json: the study's ids and paths are redacted
+        # there (ctx.identifiers), here they are kept for the console.
         failures = {
             p.study_id: p.error or "; ".join(p.flags)
             for p in predictions
@@ -263,7 +314,9 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
                 "masks_predicted": n_new,
                 "inference_seconds_per_image": round(elapsed / n_new, 4) if n_new else None,
                 "failures": len(failures),
-                "failure_reasons": _count_reasons(failures),
+                "failure_reasons": _count_reasons(
+                    {s: ctx.identifiers.message(m, s) for s, m in failures.items()}
+                ),
                 "dice": _dice_figures(data, masks),
             }
         )

@@ -20,6 +20,7 @@ from osteo.evaluation.report import SPLIT_TITLES
 from osteo.files import write_text_atomic
 from osteo.sweeps.local import RunOutcome
 from osteo.sweeps.plan import format_value
+from osteo.tables import neutralise_formulas
 
 __all__ = [
     "SPLITS",
@@ -146,9 +147,11 @@ def write_aggregate(
     runs = run_table(outcomes, swept)
     aggregate = aggregate_over_seeds(runs, swept)
     files = {
-        "runs": write_text_atomic(out_dir / "runs.csv", runs.to_csv(index=False)),
+        "runs": write_text_atomic(
+            out_dir / "runs.csv", neutralise_formulas(runs).to_csv(index=False)
+        ),
         "aggregate_csv": write_text_atomic(
-            out_dir / "seed_aggregate.csv", aggregate.to_csv(index=False)
+            out_dir / "seed_aggregate.csv", neutralise_formulas(aggregate).to_csv(index=False)
         ),
     }
     table = format_aggregate_markdown(aggregate, swept)

@@ -123,15 +123,17 @@ def write_dicom(
 
 
 def write_png(path: Path, stored: np.ndarray, site: SiteAcquisition) -> None:
-    """16-bit greyscale PNG, bone bright (MONOCHROME1 data are inverted first)."""
-    import SimpleITK as sitk
+    """16-bit greyscale PNG, bone bright (MONOCHROME1 data are inverted first).
+
+    Written by Pillow with the spacing as a ``pHYs`` chunk (dots per inch), as image tools
+    export radiographs; ITK's ``sCAL`` cannot say 1.0 mm (its default, read as "unknown")."""
+    from PIL import Image
 
     pixels = stored
     if site.photometric == "MONOCHROME1":
         pixels = (2**site.bits_stored - 1 - stored.astype(np.int32)).astype(np.uint16)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(pixels, dtype=np.uint16))
-    image.SetSpacing((site.spacing_mm, site.spacing_mm))
-    sitk.WriteImage(image, str(path))
+    dpi = 25.4 / site.spacing_mm
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint16)).save(path, dpi=(dpi, dpi))
 
 
 def write_mask_png(path: Path, mask: np.ndarray, spacing_mm: float) -> None:
