@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from osteo.config import ConfigError, load_config  # noqa: E402
-from osteo.data.manifest import ManifestError  # noqa: E402
+from osteo.config import load_config  # noqa: E402
 from osteo.pipeline import run_pipeline  # noqa: E402
+from osteo.pipeline.errors import exit_code_for, exit_codes_help, one_line  # noqa: E402
 from osteo.pipeline.runner import check_config  # noqa: E402
 from osteo.pipeline.summary import format_run_summary  # noqa: E402
 from osteo.pipeline.trainer import is_global_zero  # noqa: E402
@@ -27,7 +27,9 @@ from osteo.sweeps.naming import name_from_overrides  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog=exit_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, required=True, help="YAML config file")
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
@@ -45,14 +47,15 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f"name={name_from_overrides(base, overrides)}")
         cfg = load_config(args.config, overrides)
         check_config(cfg)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
         result = run_pipeline(cfg)
-    except (ManifestError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except BaseException as err:
+        # An expected failure (see osteo/pipeline/errors.py) is one line and its exit code;
+        # anything else is a bug and keeps its traceback.
+        entry = exit_code_for(err)
+        if entry is None:
+            raise
+        print(f"error ({entry.error}, exit {entry.code}): {one_line(err)}", file=sys.stderr)
+        return entry.code
     if is_global_zero():
         print(format_run_summary(result))
     return 0

@@ -7,6 +7,7 @@ The decision threshold is chosen on ``val`` and applied unchanged to ``internal_
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from osteo.evaluation.calibration import (
+    CalibrationFit,
     calibration_slope_intercept,
     expected_calibration_error,
     reliability_bins,
@@ -36,7 +38,11 @@ from osteo.evaluation.subgroups import (
     age_bands,
     subgroup_aucs,
 )
-from osteo.evaluation.thresholds import binary_metrics_at_threshold, select_threshold
+from osteo.evaluation.thresholds import (
+    BinaryMetrics,
+    binary_metrics_at_threshold,
+    select_threshold,
+)
 
 __all__ = [
     "compute_run_metrics",
@@ -102,16 +108,34 @@ def _split_metrics(
     y_prob = part["probability"].to_numpy()
     patients = part["patient_id_hash"].to_numpy() if "patient_id_hash" in part else None
     n_positive = int(np.sum(y_true))
+    # What a degenerate split cannot give is left out (None) and named in "missing", so a
+    # tiny or unlucky split still gets every figure that can be computed.
+    missing = []
+    both_classes = 0 < n_positive < len(y_true)
+    if not both_classes:
+        one = "positive" if n_positive else "negative"
+        missing.append(f"AUC and calibration slope: the split has one class (all {one})")
+        auc_value, auc_ci, variance = None, None, None
+        method = "none: the split has one class"
     # DeLong's variance needs two studies of each class; a smaller split (a tiny cohort, a
     # rare subgroup) still gets its AUC, with no interval and a note saying why.
-    if min(n_positive, len(y_true) - n_positive) >= 2:
+    elif min(n_positive, len(y_true) - n_positive) >= 2:
         auc = delong_auc(y_true, y_prob, confidence_level)
         auc_value, auc_ci, variance, method = auc.auc, auc.ci, auc.variance, "delong"
     else:
         auc_value, auc_ci, variance = roc_auc(y_true, y_prob), None, None
         method = "none: fewer than 2 positive or 2 negative studies"
-    binary = binary_metrics_at_threshold(y_true, y_prob, threshold, confidence_level)
-    calibration = calibration_slope_intercept(y_true, y_prob)
+    if threshold is not None and both_classes:
+        binary = binary_metrics_at_threshold(y_true, y_prob, threshold, confidence_level).to_dict()
+    else:
+        binary = dict.fromkeys(f.name for f in dataclasses.fields(BinaryMetrics))
+        why = "the split has one class" if threshold is not None else "no threshold"
+        missing.append(f"sensitivity, specificity, PPV, NPV: {why}")
+    calibration = (
+        calibration_slope_intercept(y_true, y_prob)
+        if both_classes
+        else CalibrationFit(float("nan"), float("nan"), float("nan"), "one class")
+    )
     metrics = {
         "n": len(part),
         "n_positive": n_positive,
@@ -121,13 +145,14 @@ def _split_metrics(
         "auc_ci_method": method,
         "auc_variance": variance,
         "threshold": threshold,
-        **{k: v for k, v in binary.to_dict().items() if k not in ("threshold", "confidence_level")},
+        **{k: v for k, v in binary.items() if k not in ("threshold", "confidence_level")},
         "ece": expected_calibration_error(y_true, y_prob, ece_bins),
         "calibration_slope": calibration.slope,
         "calibration_intercept": calibration.intercept,
         "calibration_in_the_large": calibration.calibration_in_the_large,
         "calibration_note": calibration.note,
         "reliability": reliability_bins(y_true, y_prob, ece_bins).to_dict(),
+        "missing": missing,
     }
     if n_bootstrap > 0 and variance is not None:
         boot = bootstrap_auc_ci(
@@ -182,16 +207,23 @@ def compute_run_metrics(
             "on validation and must not be chosen on a test set"
         )
     metrics: dict = {}
-    try:
-        val = predictions[predictions["split"] == "val"]
-        threshold = select_threshold(
-            val["label"].to_numpy(),
-            val["probability"].to_numpy(),
-            threshold_method,
-            target_sensitivity,
-        )
-    except ValueError as err:
-        raise EvaluationInputError(f"{source}, split 'val': {err}") from err
+    val = predictions[predictions["split"] == "val"]
+    threshold, threshold_note = None, None
+    if val["label"].nunique() < 2:
+        # No threshold can be chosen on one class, and none may come from a test set: the
+        # AUCs are still computed, the operating-point figures are left out and said so.
+        one = "positive" if int(val["label"].iloc[0]) == 1 else "negative"
+        threshold_note = f"threshold not chosen: val has one class ({len(val)} studies, all {one})"
+    else:
+        try:
+            threshold = select_threshold(
+                val["label"].to_numpy(),
+                val["probability"].to_numpy(),
+                threshold_method,
+                target_sensitivity,
+            )
+        except ValueError as err:
+            raise EvaluationInputError(f"{source}, split 'val': {err}") from err
     for split in present:
         try:
             metrics[split] = _split_metrics(
@@ -215,6 +247,7 @@ def compute_run_metrics(
         "ece_bins": ece_bins,
         "age_edges": list(age_edges),
         "missing_splits": [s for s in EVALUATED_SPLITS if s not in present],
+        "threshold_note": threshold_note,
     }
     return metrics
 
@@ -274,6 +307,10 @@ def format_summary_table(metrics: dict) -> str:
     return text_table(SUMMARY_HEADERS, [_summary_cells(r) for r in summary_rows(metrics)])
 
 
+def format_count(value) -> str:
+    return "-" if value is None else str(value)
+
+
 def _describe_threshold(settings: dict) -> str:
     template = THRESHOLD_DESCRIPTIONS.get(settings["threshold_method"], "{method}")
     return template.format(
@@ -287,12 +324,18 @@ def _report_markdown(name: str, metrics: dict, plots: list[Path]) -> str:
     level = f"{100 * settings['confidence_level']:g}%"
     any_split = metrics[splits[0]]
     threshold = any_split["threshold"]
+    chosen = (
+        f"Threshold **{threshold:.4f}** chosen on `val` by {_describe_threshold(settings)}, "
+        "then applied unchanged to the test sets (a study is positive when its probability "
+        ">= the threshold)."
+        if threshold is not None
+        else f"**{settings.get('threshold_note')}**: no operating point (sensitivity, "
+        "specificity, PPV, NPV) is reported."
+    )
     lines = [
         f"# Evaluation of `{name}`",
         "",
-        f"Threshold **{threshold:.4f}** chosen on `val` by {_describe_threshold(settings)}, "
-        "then applied unchanged to the test sets (a study is positive when its probability "
-        ">= the threshold).",
+        chosen,
         f"{level} intervals: AUC by DeLong's method (Sun & Xu algorithm); proportions by "
         f"Wilson's score interval. Bootstrap: {settings['n_bootstrap']} resamples of "
         f"{any_split.get('bootstrap_unit', 'study')}s stratified by label, seed "
@@ -305,6 +348,9 @@ def _report_markdown(name: str, metrics: dict, plots: list[Path]) -> str:
     ]
     if settings["missing_splits"]:
         lines += [f"No predictions for: {', '.join(settings['missing_splits'])}.", ""]
+    not_computed = [f"- `{s}`: {why}" for s in splits for why in metrics[s].get("missing", [])]
+    if not_computed:
+        lines += ["Not computed:", "", *not_computed, ""]
 
     def with_ci(m, key):
         return format_ci(m[key], m[f"{key}_ci"])
@@ -328,7 +374,7 @@ def _report_markdown(name: str, metrics: dict, plots: list[Path]) -> str:
             [
                 [
                     s,
-                    *(str(metrics[s][k]) for k in ("tp", "fp", "tn", "fn")),
+                    *(format_count(metrics[s][k]) for k in ("tp", "fp", "tn", "fn")),
                     *(with_ci(metrics[s], k) for k in ("sensitivity", "specificity", "ppv", "npv")),
                     format_ci(metrics[s]["auc"], metrics[s].get("auc_ci_bootstrap")),
                 ]
@@ -406,7 +452,7 @@ def evaluate_run(run_dir: str | Path, **settings) -> dict:
     threshold = metrics["val"]["threshold"]
     plots = []
     for split in TEST_SPLITS:
-        if split in metrics:
+        if split in metrics and metrics[split]["auc"] is not None:  # no ROC for one class
             part = run.split(split)
             series = ROCSeries(
                 run.name, part["label"].to_numpy(), part["probability"].to_numpy(), threshold

@@ -15,6 +15,7 @@ from osteo.pipeline.classifier_stage import (
 )
 from osteo.pipeline.context import RunContext, StageRecord
 from osteo.pipeline.data_stage import run_data_stage
+from osteo.pipeline.errors import NoUsableStudiesError
 from osteo.pipeline.evaluation_stage import run_evaluation_stage
 from osteo.pipeline.radiomics_stage import run_radiomics_stage
 from osteo.pipeline.roi_stage import run_roi_stage
@@ -23,6 +24,7 @@ from osteo.pipeline.trainer import (
     finish_distributed,
     is_global_zero,
     start_distributed,
+    suppress_lightning_tips,
     wait_for_all_ranks,
 )
 from osteo.pipeline.wandb_logging import log_run_results
@@ -63,6 +65,7 @@ def check_config(cfg: DictConfig) -> None:
 
 def run_pipeline(cfg: DictConfig) -> RunResult:
     check_config(cfg)
+    suppress_lightning_tips()
     # Under torchrun/srun every rank joins the process group now, so the stages before
     # training know their rank (see docs/scaling.md).
     start_distributed(cfg.trainer)
@@ -91,6 +94,7 @@ def _run_stages(ctx: RunContext) -> RunResult:
     study_ids, excluded = select_studies(data, seg)
     if is_global_zero():
         excluded.to_csv(ctx.run_dir / "excluded.csv", index=False)
+    _check_usable(study_ids, excluded, ctx.run_dir)
     all_ids = [s for ids in study_ids.values() for s in ids]
     texture = run_radiomics_stage(ctx, data, seg, rois, all_ids, needed="texture" in inputs)
     # Rank zero writes the split tensor files; the other ranks then find them in the cache.
@@ -110,3 +114,16 @@ def _run_stages(ctx: RunContext) -> RunResult:
     log_run_results(ctx, metrics)
     ctx.write_stages()
     return RunResult(ctx.run_dir, ctx.records, metrics=metrics)
+
+
+def _check_usable(study_ids: dict[str, list[str]], excluded, run_dir: Path) -> None:
+    """Training needs train and val studies with both femurs found; say why there are none."""
+    empty = [split for split in ("train", "val") if not study_ids.get(split)]
+    if not empty:
+        return
+    reasons = excluded[excluded["split"].isin(empty)]["reason"].value_counts()
+    top = "; ".join(f"{n} x {reason}" for reason, n in reasons.head(3).items())
+    raise NoUsableStudiesError(
+        f"no usable {' or '.join(empty)} study: every one was excluded ({top}); see "
+        f"{run_dir / 'excluded.csv'} and the segmentation settings (epochs, spatial size)"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 __all__ = [
     "build_trainer",
+    "suppress_lightning_tips",
     "start_distributed",
     "is_global_zero",
     "finish_distributed",
@@ -28,6 +30,30 @@ def _devices(value: Any) -> Any:
     if not isinstance(value, int | str):
         return list(OmegaConf.to_container(value)) if OmegaConf.is_config(value) else list(value)
     return value
+
+
+class _NoAdvertisements(logging.Filter):
+    """Drops Lightning's "Tip: ... try installing litlogger / litmodels" promotions.
+
+    Lightning (>= 2.6) prints them through its rank-zero info logger at every Trainer
+    construction and has no switch for them; every other info message passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Tip:" in message and ("litlogger" in message or "litmodels" in message))
+
+
+# lightning_utilities' rank_zero_info logs through whichever of these two modules was
+# imported last, so the filter goes on both.
+_RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+def suppress_lightning_tips() -> None:
+    for name in _RANK_ZERO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoAdvertisements) for f in logger.filters):
+            logger.addFilter(_NoAdvertisements())
 
 
 def build_trainer(
@@ -54,6 +80,7 @@ def build_trainer(
         logger=logger,
     )
     kwargs.update(overrides)
+    suppress_lightning_tips()
     return L.Trainer(**kwargs)
 
 
