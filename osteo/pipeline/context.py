@@ -86,6 +86,7 @@ class RunContext:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.records: list[StageRecord] = []
         self.versions = library_versions()
+        self.plan: tuple[str, ...] = ()  # the stage names in order, for "stage k of n"
 
     def config_dict(self, *keys: str) -> dict[str, Any]:
         return {k: OmegaConf.to_container(self.cfg[k], resolve=True) for k in keys}
@@ -94,6 +95,8 @@ class RunContext:
     def stage(self, name: str) -> Iterator[StageRecord]:
         record = StageRecord(name)
         self.records.append(record)
+        position = self._position(name)
+        self._say(f"[{position}] {name} ...")
         start = time.perf_counter()
         try:
             yield record
@@ -103,6 +106,19 @@ class RunContext:
         finally:
             record.wall_s = round(time.perf_counter() - start, 2)
             self.write_stages()
+            self._say(f"[{position}] {name}: {record.status} in {record.wall_s:.1f} s")
+
+    def _position(self, name: str) -> str:
+        if name in self.plan:
+            return f"stage {self.plan.index(name) + 1} of {len(self.plan)}"
+        return "stage"
+
+    @staticmethod
+    def _say(line: str) -> None:
+        from osteo.pipeline.trainer import is_global_zero
+
+        if is_global_zero():
+            print(line, flush=True)
 
     def write_stages(self) -> None:
         write_json_atomic(

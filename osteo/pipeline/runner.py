@@ -17,6 +17,7 @@ from osteo.pipeline.context import RunContext, StageRecord
 from osteo.pipeline.data_stage import run_data_stage
 from osteo.pipeline.errors import NoUsableStudiesError
 from osteo.pipeline.evaluation_stage import run_evaluation_stage
+from osteo.pipeline.plan import format_run_header, record_timings, stage_names
 from osteo.pipeline.radiomics_stage import run_radiomics_stage
 from osteo.pipeline.roi_stage import run_roi_stage
 from osteo.pipeline.segmentation_stage import run_segmentation_stage
@@ -71,14 +72,24 @@ def run_pipeline(cfg: DictConfig) -> RunResult:
     start_distributed(cfg.trainer)
     try:
         ctx = RunContext(cfg)
+        ctx.plan = stage_names(cfg)
         if is_global_zero():
+            # Before config.yaml is rewritten: the header compares it with this config.
+            print(format_run_header(cfg, ctx.run_dir, ctx.cache_dir), flush=True)
             save_config(cfg, ctx.run_dir / "config.yaml")
         result = _run_stages(ctx)
     except BaseException:
         finish_distributed(wait=False)
         raise
     finish_distributed()
+    if is_global_zero():
+        record_timings(cfg, ctx.cache_dir, ctx.records, _studies(ctx.records))
     return result
+
+
+def _studies(records) -> int | None:
+    data = next((r for r in records if r.name == "data"), None)
+    return data.figures.get("studies") if data is not None else None
 
 
 def _run_stages(ctx: RunContext) -> RunResult:

@@ -46,7 +46,10 @@ class _NoAdvertisements(logging.Filter):
 
 # lightning_utilities' rank_zero_info logs through whichever of these two modules was
 # imported last, so the filter goes on both.
-_RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+_RANK_ZERO_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
 
 
 def suppress_lightning_tips() -> None:

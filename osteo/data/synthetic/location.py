@@ -22,7 +22,9 @@ def cohort_folder_name(preset: str, seed: int, image_format: str, n_studies: int
 
 def synthetic_manifest_path(root: str | Path, synthetic) -> Path:
     """``<root>/<preset>[-n<N>]-seed<seed>-<format>/manifest.csv`` for ``data.synthetic``."""
-    name = cohort_folder_name(synthetic.preset, synthetic.seed, synthetic.format, synthetic.n_studies)
+    name = cohort_folder_name(
+        synthetic.preset, synthetic.seed, synthetic.format, synthetic.n_studies
+    )
     return Path(root) / name / "manifest.csv"
 
 
