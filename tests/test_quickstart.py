@@ -225,3 +225,23 @@ def test_a_val_split_of_one_class_runs_to_the_end(tmp_path, tiny_cohort):
     assert metrics["settings"]["threshold_note"].startswith("threshold not chosen: val has one")
     assert metrics["internal_test"]["auc"] is not None
     assert "threshold not chosen" in (run / "report.md").read_text()
+
+
+# --------------------------------------------------------------------- femur sides
+
+
+def test_femur_sides_come_from_the_image_when_the_network_confuses_them():
+    from osteo.segmentation.predict import postprocess_mask
+
+    both_right = np.zeros((40, 60), np.uint8)
+    both_right[5:30, 5:15] = 1  # image left: the patient's right femur
+    both_right[5:30, 40:52] = 1  # image right, labelled "right" by an under-trained U-Net
+    out = postprocess_mask(both_right)
+    assert (out[5:30, 5:15] == 1).all() and (out[5:30, 40:52] == 2).all()
+    swapped = np.where(both_right > 0, 0, 0).astype(np.uint8)
+    swapped[5:30, 5:15], swapped[5:30, 40:52] = 2, 1
+    assert (postprocess_mask(swapped) == out).all()
+    one_femur = np.zeros((40, 60), np.uint8)
+    one_femur[5:30, 40:52] = 2
+    one_femur[2:4, 2:4] = 1  # a speck is no femur: the network's labels stand
+    assert (postprocess_mask(one_femur)[5:30, 40:52] == 2).all()

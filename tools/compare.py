@@ -3,7 +3,7 @@
 DeLong p-values against the best model (Holm-corrected), readers' rows, ROC and reliability plots.
 
     python tools/compare.py runs/clinical runs/deep runs/deep_clinical \\
-        --readers data/synthetic/readers.csv --out runs_comparison
+        --readers data/synthetic/default-seed0-dicom/readers.csv --out runs_comparison
 
 Writes comparison.md, comparison.csv, roc_<test split>.png and reliability.png to --out.
 Exits 0 on success, 1 when an input file is missing or malformed.

@@ -157,7 +157,22 @@ def start_distributed(trainer_cfg: DictConfig) -> bool:
 def is_global_zero() -> bool:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank() == 0
-    return _finished_rank in (None, 0)
+    if _finished_rank is not None:
+        return _finished_rank == 0
+    return _launcher_rank_is_zero()
+
+
+def _launcher_rank_is_zero() -> bool:
+    """Rank zero by the environment, before any process group exists.
+
+    Lightning's own launcher (``strategy=ddp`` from a plain ``python`` command) starts the
+    other ranks as new runs of the same command with ``LOCAL_RANK=k`` (and ``NODE_RANK``)
+    set; they run the stages before training again, and must not print the header and stage
+    lines twice or rewrite the run folder's files. A plain run has neither variable.
+    """
+    if "RANK" in os.environ:
+        return os.environ["RANK"] == "0"
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def finish_distributed(wait: bool = True) -> None:
