@@ -121,6 +121,10 @@ class RunContext:
             print(line, flush=True)
 
     def write_stages(self) -> None:
+        from osteo.pipeline.trainer import is_global_zero
+
+        if not is_global_zero():  # other DDP ranks hold no figures of their own to add
+            return
         write_json_atomic(
             self.run_dir / "stages.json",
             {"versions": self.versions, "stages": {r.name: asdict(r) for r in self.records}},
