@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from osteo.config import ConfigError, load_config
@@ -245,3 +246,34 @@ def test_femur_sides_come_from_the_image_when_the_network_confuses_them():
     one_femur[5:30, 40:52] = 2
     one_femur[2:4, 2:4] = 1  # a speck is no femur: the network's labels stand
     assert (postprocess_mask(one_femur)[5:30, 40:52] == 2).all()
+
+
+@pytest.mark.slow
+def test_ddp_with_predicted_masks_keeps_every_split_and_ends_cleanly(tmp_path, tiny_cohort):
+    from osteo.data.manifest import load_manifest, make_splits
+
+    result = _fit(
+        tmp_path, tiny_cohort, "segmentation.masks=predict", "segmentation.max_epochs=30",
+        "segmentation.spacing_mm=5.0", "segmentation.spatial_size=[96,96]",
+        "segmentation.batch_size=4", "segmentation.lr=0.004", "data.split.val_fraction=0.3",
+        "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert result.stdout.count("osteo run 'fusion_clinical'") == 1  # one header, rank zero's
+    run = tmp_path / "runs" / "fusion_clinical"
+    cfg = load_config(ROOT / "configs" / "fusion_clinical.yaml")
+    manifest = load_manifest(tiny_cohort, require_label=True)
+    expected = make_splits(manifest, cfg.data.split.internal_test_from,
+                           cfg.data.split.internal_test_to, cfg.data.split.internal_test_sites,
+                           cfg.data.split.external_test_sites, 0.3, 0)
+    written = pd.read_csv(run / "splits.csv", dtype=str)
+    assert written["split"].tolist() == list(expected)  # the same studies as one process
+    predictions = pd.read_csv(run / "predictions.csv", dtype={"study_id": str})
+    excluded = pd.read_csv(run / "excluded.csv", dtype={"study_id": str})
+    by_study = dict(zip(manifest["study_id"], expected, strict=True))
+    assert all(by_study[s] == split for s, split in
+               zip(predictions["study_id"], predictions["split"], strict=True))
+    evaluated = {s for s, split in by_study.items() if split in ("val", "internal_test",
+                                                                 "external_test")}
+    assert set(predictions["study_id"]) | (set(excluded["study_id"]) & evaluated) == evaluated
