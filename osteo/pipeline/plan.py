@@ -64,10 +64,20 @@ def _epochs(cfg: DictConfig, stage: str) -> int:
     return 0
 
 
+def _pixels(cfg: DictConfig, stage: str) -> float:
+    """A training step's input size, relative to 100 x 100 pixels (compute grows with it)."""
+    if stage == "segmentation":
+        rows, columns = cfg.segmentation.spatial_size
+        return rows * columns / 1e4
+    if stage == "classifier":
+        return 2 * cfg.train.crop_size**2 / 1e4  # two hips per study
+    return 1.0
+
+
 def _units(cfg: DictConfig, stage: str, n_studies: int) -> float:
-    # A per-study part plus a training part that grows with epochs; one rate covers both,
-    # so a run with other epoch counts gets a rough but proportionate estimate.
-    return n_studies * (1 + _epochs(cfg, stage))
+    # A per-study part plus a training part that grows with epochs and input size; one rate
+    # covers both, so a run with other settings gets a rough but proportionate estimate.
+    return n_studies * (1 + _epochs(cfg, stage) * _pixels(cfg, stage))
 
 
 def _read_timings(cache_dir: Path) -> dict:
