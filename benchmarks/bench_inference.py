@@ -1,7 +1,8 @@
 """Benchmark: inference latency per radiograph on CPU, one radiograph at a time.
 
     python benchmarks/bench_inference.py                 # makes a tiny cohort to read from
-    python benchmarks/bench_inference.py --manifest data/synthetic/manifest.csv --studies 20 \\
+    python benchmarks/bench_inference.py \\
+        --manifest data/synthetic/default-seed0-dicom/manifest.csv --studies 20 \\
         --seg-checkpoint cache/segmentation/<key>/model.ckpt \\
         --classifier-checkpoint runs/fusion_all/checkpoints/model.ckpt
 

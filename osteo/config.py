@@ -92,11 +92,14 @@ class SyntheticConfig:
     """How to make the built-in synthetic cohort when the manifest does not exist yet."""
 
     enabled: bool = True  # make the cohort when `data.manifest` is missing
-    preset: Literal["tiny", "default", "paper"] = "default"
+    preset: Literal["tiny", "quickstart", "default", "paper"] = "default"
     n_studies: int | None = None  # override the preset's size
     seed: int = 0
     format: Literal["dicom", "png"] = "dicom"
     workers: int = 2
+    # Without data.manifest the cohort lives in <root>/<preset>[-n<N>]-seed<seed>-<format>/,
+    # one folder per setting, so a changed preset makes its own cohort (never an old one).
+    root: str = "data/synthetic"
 
 
 @dataclass
@@ -115,7 +118,9 @@ class SplitConfig:
 
 @dataclass
 class DataConfig:
-    manifest: str = "data/synthetic/manifest.csv"
+    # Your manifest CSV; null = the built-in synthetic cohort of data.synthetic (made when
+    # missing; see osteo.data.synthetic.location). load_config fills in its path.
+    manifest: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     check_files: bool = True  # verify every image_path/mask_path exists when loading
@@ -445,7 +450,7 @@ def config_from_dict(data: dict[str, Any] | DictConfig, source: str = "dict") ->
     )
     cfg = _merge_into_schema(schema, data, source)
     _validate(OmegaConf.to_object(cfg))
-    return cfg
+    return _resolve_manifest(cfg)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
@@ -465,6 +470,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except OmegaConfBaseException as err:
         raise _explain(err, schema, "while resolving interpolations") from None
     _validate(OmegaConf.to_object(cfg))
+    return _resolve_manifest(cfg)
+
+
+def cohort_folder_name(preset: str, seed: int, image_format: str, n_studies: int | None) -> str:
+    size = f"-n{int(n_studies)}" if n_studies is not None else ""
+    return f"{preset}{size}-seed{int(seed)}-{image_format}"
+
+
+def synthetic_manifest_path(root: str | Path, synthetic) -> Path:
+    """``<root>/<preset>[-n<N>]-seed<seed>-<format>/manifest.csv`` for ``data.synthetic``."""
+    name = cohort_folder_name(
+        synthetic.preset, synthetic.seed, synthetic.format, synthetic.n_studies
+    )
+    return Path(root) / name / "manifest.csv"
+
+
+def _resolve_manifest(cfg: DictConfig) -> DictConfig:
+    """``data.manifest: null`` -> the synthetic cohort's own folder for ``data.synthetic``."""
+    if cfg.data.manifest is None:
+        synthetic = cfg.data.synthetic
+        cfg.data.manifest = str(synthetic_manifest_path(synthetic.root, synthetic))
     return cfg
 
 

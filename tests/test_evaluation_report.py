@@ -79,14 +79,16 @@ def test_target_sensitivity_threshold_and_no_bootstrap(predictions):
     assert "auc_ci_bootstrap" not in metrics["internal_test"]
 
 
-def test_missing_val_or_one_class_split_is_a_clear_error(predictions):
+def test_missing_val_is_a_clear_error_and_a_one_class_split_says_what_is_missing(predictions):
     no_val = predictions[predictions["split"] != "val"]
     with pytest.raises(EvaluationInputError, match="no 'val' rows"):
         compute_run_metrics(no_val, source="runs/x/predictions.csv")
     one_class = predictions[(predictions["split"] != "external_test") | (predictions["label"] == 0)]
-    with pytest.raises(EvaluationInputError,
-                       match="runs/x/predictions.csv, split 'external_test': only one class"):
-        compute_run_metrics(one_class, source="runs/x/predictions.csv", **FAST)
+    metrics = compute_run_metrics(one_class, source="runs/x/predictions.csv", **FAST)
+    external = metrics["external_test"]
+    assert external["auc"] is None and external["sensitivity"] is None
+    assert any("one class" in why for why in external["missing"])
+    assert metrics["internal_test"]["auc"] is not None and not metrics["internal_test"]["missing"]
 
 
 def test_optional_columns_are_optional(predictions):

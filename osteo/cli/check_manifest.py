@@ -1,6 +1,7 @@
 """Check a manifest before a long run: every problem at once, or a summary per split and site.
 
-    python tools/check_manifest.py data/synthetic/manifest.csv [--config configs/fusion_all.yaml]
+    python tools/check_manifest.py data/synthetic/default-seed0-dicom/manifest.csv \\
+        [--config configs/fusion_all.yaml]
 
 Exits 0 for a good manifest, 1 for a manifest with problems, 2 for a usage error.
 """

@@ -5,7 +5,8 @@ readers' rows, ROC and reliability plots. Several runs of one model (seeds) are 
 and summarised as mean +- SD.
 
     python tools/compare.py runs/fusion_all runs/fusion_clinical runs/fusion_deep \\
-        --primary fusion_all --readers data/synthetic/readers.csv --out runs_comparison
+        --primary fusion_all --readers data/synthetic/default-seed0-dicom/readers.csv \\
+        --out runs_comparison
 
 A run's model is fusion_<head> from its config.yaml (fusion_all for deep_texture_clinical),
 else its name. The primary is never chosen from test results: --primary, else the runs'

@@ -13,19 +13,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from osteo.config import ConfigError, load_config
-from osteo.data.manifest import ManifestError
+from osteo.config import load_config
 from osteo.pipeline import run_pipeline
-from osteo.pipeline.context import RunFolderBusyError
 from osteo.pipeline.distributed import is_global_zero
+from osteo.pipeline.errors import exit_code_for, exit_codes_help, one_line
 from osteo.pipeline.summary import format_run_summary
-from osteo.privacy import IdentifierKeyError
 from osteo.sweeps.naming import name_from_overrides
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog=exit_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, required=True, help="YAML config file")
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
@@ -42,18 +42,16 @@ def main(argv: list[str] | None = None) -> int:
             base = load_config(args.config, overrides).name
             overrides.append(f"name={name_from_overrides(base, overrides)}")
         cfg = load_config(args.config, overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
         # run_pipeline checks the config (registries, Trainer arguments) before anything runs.
         result = run_pipeline(cfg)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (ManifestError, FileNotFoundError, RunFolderBusyError, IdentifierKeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except BaseException as err:
+        # An expected failure (see osteo/pipeline/errors.py) is one line and its exit code;
+        # anything else is a bug and keeps its traceback.
+        entry = exit_code_for(err)
+        if entry is None:
+            raise
+        print(f"error ({entry.error}, exit {entry.code}): {one_line(err)}", file=sys.stderr)
+        return entry.code
     if is_global_zero():
         print(format_run_summary(result))
     return 0

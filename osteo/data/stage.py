@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from osteo.config import ConfigError
 from osteo.data.io import set_max_megapixels
 from osteo.data.manifest import (
     EXCLUDED_SPLIT,
@@ -39,6 +40,12 @@ def ensure_manifest(ctx: RunContext) -> tuple[Path, bool]:
     cfg = ctx.cfg.data
     path = Path(cfg.manifest)
     if path.is_file():
+        if cfg.synthetic.enabled and is_global_zero():
+            from osteo.data.synthetic.location import cohort_mismatch
+
+            mismatch = cohort_mismatch(path, cfg.synthetic)
+            if mismatch:
+                print(f"[data] note: {mismatch}")
         return path, False
     if not cfg.synthetic.enabled:
         raise FileNotFoundError(
@@ -79,7 +86,9 @@ def run_data_stage(ctx: RunContext) -> CohortData:
         if is_global_zero():
             path, generated = ensure_manifest(ctx)
         wait_for_all_ranks()
-        path, _ = ensure_manifest(ctx)
+        path = Path(ctx.cfg.data.manifest)
+        if not path.is_file():
+            path, _ = ensure_manifest(ctx)  # raises: rank zero could not make it either
         manifest = load_manifest(
             path,
             require_label=True,
@@ -123,7 +132,7 @@ def run_data_stage(ctx: RunContext) -> CohortData:
         record.figures = figures
         missing = [n for n in ("train", "val") if figures[n]["studies"] == 0]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"the {' and '.join(missing)} split(s) are empty; check "
                 "data.split (dates, sites, val_fraction) against the manifest"
             )

@@ -7,6 +7,7 @@ The decision threshold is chosen on ``val`` and applied unchanged to ``internal_
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -50,7 +51,11 @@ from osteo.evaluation.subgroups import (
     age_bands,
     subgroup_aucs,
 )
-from osteo.evaluation.thresholds import binary_metrics_at_threshold, select_threshold
+from osteo.evaluation.thresholds import (
+    BinaryMetrics,
+    binary_metrics_at_threshold,
+    select_threshold,
+)
 from osteo.evaluation.training_curves import CSV_LOG_DIR, plot_training_curves
 from osteo.evaluation.triage import TriageRule, apply_triage, choose_triage
 from osteo.evaluation.tripod import tripod_section
@@ -153,12 +158,23 @@ def _split_metrics(
     patients = _patients(part)
     n_positive = int(np.sum(y_true))
     both_classes = 0 < n_positive < len(y_true)
-    binary = binary_metrics_at_threshold(y_true, y_prob, threshold, confidence_level)
-    rates = {k: v for k, v in binary.to_dict().items()
-             if k not in ("threshold", "confidence_level")}
+    # What a degenerate split cannot give is left out (None) and named in "missing", so a
+    # tiny or unlucky split still gets every figure that can be computed.
+    missing = []
+    if not both_classes:
+        one = "positive" if n_positive else "negative"
+        missing.append(f"AUC and calibration slope: the split has one class (all {one})")
+    operating_point = threshold is not None and both_classes
+    if operating_point:
+        binary = binary_metrics_at_threshold(y_true, y_prob, threshold, confidence_level).to_dict()
+    else:
+        binary = dict.fromkeys(f.name for f in dataclasses.fields(BinaryMetrics))
+        why = "the split has one class" if threshold is not None else "no threshold"
+        missing.append(f"sensitivity, specificity, PPV, NPV: {why}")
+    rates = {k: v for k, v in binary.items() if k not in ("threshold", "confidence_level")}
     wilson = {f"{k}_ci_wilson": rates[f"{k}_ci"] for k in RATE_NAMES}
-    rates_method = "wilson score interval (study level)"
-    if n_bootstrap > 0 and both_classes:
+    rates_method = "wilson score interval (study level)" if operating_point else None
+    if n_bootstrap > 0 and operating_point:
         boot = bootstrap_rates(y_true, y_prob, threshold, patients, n_resamples=n_bootstrap,
                                confidence_level=confidence_level, seed=seed)
         rates.update({f"{k}_ci": v for k, v in boot.items()})
@@ -173,6 +189,7 @@ def _split_metrics(
         **rates,
         "rates_ci_method": rates_method,
         **wilson,
+        "missing": missing,
         "ece": expected_calibration_error(y_true, y_prob, ece_bins),
         "reliability": reliability_bins(y_true, y_prob, ece_bins).to_dict(),
     }
@@ -288,22 +305,31 @@ def compute_run_metrics(
             "on validation and must not be chosen on a test set"
         )
     metrics: dict = {}
-    try:
-        val = predictions[predictions["split"] == "val"]
-        # Recalibration is fitted on val only and applied unchanged to every split; the
-        # val split's calibration after it is then in-sample (docs/evaluation.md).
-        predictions, recalibrator = recalibrate(predictions, recalibration)
-        val = predictions[predictions["split"] == "val"]
-        threshold = select_threshold(
-            val["label"].to_numpy(),
-            val["probability"].to_numpy(),
-            threshold_method,
-            target_sensitivity,
-        )
-        triage = choose_triage(val["label"].to_numpy(), val["probability"].to_numpy(),
-                               triage_npv, triage_ppv)
-    except ValueError as err:
-        raise EvaluationInputError(f"{source}, split 'val': {err}") from err
+    val = predictions[predictions["split"] == "val"]
+    threshold, threshold_note, triage = None, None, None
+    if val["label"].nunique() < 2:
+        # No threshold can be chosen on one class, and none may come from a test set: the
+        # AUCs are still computed, the operating-point figures are left out and said so.
+        # Nothing else can be fitted on one class either: no recalibration, no triage rule.
+        one = "positive" if int(val["label"].iloc[0]) == 1 else "negative"
+        threshold_note = f"threshold not chosen: val has one class ({len(val)} studies, all {one})"
+        predictions, recalibrator = recalibrate(predictions, "none")
+    else:
+        try:
+            # Recalibration is fitted on val only and applied unchanged to every split; the
+            # val split's calibration after it is then in-sample (docs/evaluation.md).
+            predictions, recalibrator = recalibrate(predictions, recalibration)
+            val = predictions[predictions["split"] == "val"]
+            threshold = select_threshold(
+                val["label"].to_numpy(),
+                val["probability"].to_numpy(),
+                threshold_method,
+                target_sensitivity,
+            )
+            triage = choose_triage(val["label"].to_numpy(), val["probability"].to_numpy(),
+                                   triage_npv, triage_ppv)
+        except ValueError as err:
+            raise EvaluationInputError(f"{source}, split 'val': {err}") from err
     for split in present:
         try:
             metrics[split] = _split_metrics(
@@ -334,8 +360,9 @@ def compute_run_metrics(
         "recalibration": {"method": recalibrator.method, "fitted_on": "val",
                           **recalibrator.params},
         "prior_shift_corrected": "probability_uncorrected" in predictions,
-        "triage_rule": triage.to_dict(),
+        "triage_rule": triage.to_dict() if triage is not None else None,
         "dca_thresholds": [float(t) for t in dca_thresholds],
+        "threshold_note": threshold_note,
     }
     return metrics
 
@@ -395,6 +422,10 @@ def format_summary_table(metrics: dict) -> str:
     return text_table(SUMMARY_HEADERS, [_summary_cells(r) for r in summary_rows(metrics)])
 
 
+def format_count(value) -> str:
+    return "-" if value is None else str(value)
+
+
 def _describe_threshold(settings: dict) -> str:
     template = THRESHOLD_DESCRIPTIONS.get(settings["threshold_method"], "{method}")
     return template.format(
@@ -411,14 +442,20 @@ def _report_markdown(name: str, metrics: dict, plots: list[Path],
     threshold = any_split["threshold"]
     # The methods line describes a test split's intervals (val may be too small for some).
     described = metrics[next((s for s in reversed(splits) if s != "val"), splits[0])]
+    chosen = (
+        f"Threshold **{threshold:.4f}** chosen on `val` by {_describe_threshold(settings)}, "
+        "then applied unchanged to the test sets (a study is positive when its probability "
+        ">= the threshold)."
+        if threshold is not None
+        else f"**{settings.get('threshold_note')}**: no operating point (sensitivity, "
+        "specificity, PPV, NPV) is reported."
+    )
     lines = [
         f"# Evaluation of `{name}`",
         "",
-        f"Threshold **{threshold:.4f}** chosen on `val` by {_describe_threshold(settings)}, "
-        "then applied unchanged to the test sets (a study is positive when its probability "
-        ">= the threshold).",
+        chosen,
         f"{level} intervals: AUC {described.get('auc_ci_method') or 'none'}; sensitivity, "
-        f"specificity, PPV, NPV: {described.get('rates_ci_method')} "
+        f"specificity, PPV, NPV: {described.get('rates_ci_method') or 'none'} "
         f"({settings['n_bootstrap']} resamples, seed {settings['seed']}; Wilson intervals in "
         "metrics.json as `*_ci_wilson`). See docs/evaluation.md.",
         "",
@@ -429,6 +466,9 @@ def _report_markdown(name: str, metrics: dict, plots: list[Path],
     ]
     if settings["missing_splits"]:
         lines += [f"No predictions for: {', '.join(settings['missing_splits'])}.", ""]
+    not_computed = [f"- `{s}`: {why}" for s in splits for why in metrics[s].get("missing", [])]
+    if not_computed:
+        lines += ["Not computed:", "", *not_computed, ""]
 
     def with_ci(m, key):
         return format_ci(m[key], m[f"{key}_ci"])
@@ -452,7 +492,7 @@ def _report_markdown(name: str, metrics: dict, plots: list[Path],
             [
                 [
                     s,
-                    *(str(metrics[s][k]) for k in ("tp", "fp", "tn", "fn")),
+                    *(format_count(metrics[s][k]) for k in ("tp", "fp", "tn", "fn")),
                     *(with_ci(metrics[s], k) for k in ("sensitivity", "specificity", "ppv", "npv")),
                     format_ci(metrics[s]["auc"], metrics[s].get("auc_ci_bootstrap")),
                 ]
@@ -519,7 +559,7 @@ def evaluate_run(run_dir: str | Path, **settings) -> dict:
     splits = [s for s in EVALUATED_SPLITS if s in metrics]
     plots = []
     for name in TEST_SPLITS:
-        if name in metrics:
+        if name in metrics and metrics[name]["auc"] is not None:  # no ROC for one class
             part = split(name)
             series = ROCSeries(
                 run.name, part["label"].to_numpy(), part["probability"].to_numpy(), threshold

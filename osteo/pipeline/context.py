@@ -113,6 +113,7 @@ class RunContext:
         self.versions = library_versions()
         # How studies and patients are named in what this run writes (pseudonyms by default).
         self.identifiers = IdentifierPolicy(clear=bool(cfg.logger.log_identifiers))
+        self.plan: tuple[str, ...] = ()  # the stage names in order, for "stage k of n"
 
     @classmethod
     def _acquire(cls, run_dir: Path):
@@ -161,6 +162,8 @@ class RunContext:
     def stage(self, name: str) -> Iterator[StageRecord]:
         record = StageRecord(name)
         self.records.append(record)
+        position = self._position(name)
+        self._say(f"[{position}] {name} ...")
         start = time.perf_counter()
         try:
             yield record
@@ -170,8 +173,25 @@ class RunContext:
         finally:
             record.wall_s = round(time.perf_counter() - start, 2)
             self.write_stages()
+            self._say(f"[{position}] {name}: {record.status} in {record.wall_s:.1f} s")
+
+    def _position(self, name: str) -> str:
+        if name in self.plan:
+            return f"stage {self.plan.index(name) + 1} of {len(self.plan)}"
+        return "stage"
+
+    @staticmethod
+    def _say(line: str) -> None:
+        from osteo.pipeline.distributed import is_global_zero
+
+        if is_global_zero():
+            print(line, flush=True)
 
     def write_stages(self) -> None:
+        from osteo.pipeline.distributed import is_global_zero
+
+        if not is_global_zero():  # other DDP ranks hold no figures of their own to add
+            return
         write_json_atomic(
             self.run_dir / "stages.json",
             {"versions": self.versions, "stages": {r.name: asdict(r) for r in self.records}},

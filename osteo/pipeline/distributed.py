@@ -4,6 +4,7 @@ joining the process group, ranks, barriers and gathering values across ranks."""
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ __all__ = [
     "trainer_options",
     "check_trainer_config",
     "training_key_options",
+    "suppress_lightning_tips",
     "start_distributed",
     "is_global_zero",
     "finish_distributed",
@@ -105,6 +107,31 @@ def training_key_options(trainer_cfg: DictConfig) -> dict[str, Any]:
     if extra:
         options["extra"] = extra
     return options
+class _NoAdvertisements(logging.Filter):
+    """Drops Lightning's "Tip: ... try installing litlogger / litmodels" promotions.
+
+    Lightning (>= 2.6) prints them through its rank-zero info logger at every Trainer
+    construction and has no switch for them; every other info message passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Tip:" in message and ("litlogger" in message or "litmodels" in message))
+
+
+# lightning_utilities' rank_zero_info logs through whichever of these two modules was
+# imported last, so the filter goes on both.
+_RANK_ZERO_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
+
+
+def suppress_lightning_tips() -> None:
+    for name in _RANK_ZERO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoAdvertisements) for f in logger.filters):
+            logger.addFilter(_NoAdvertisements())
 
 
 def build_trainer(
@@ -124,6 +151,7 @@ def build_trainer(
         logger=logger,
     )
     kwargs.update(overrides)
+    suppress_lightning_tips()
     return L.Trainer(**kwargs)
 
 
@@ -197,7 +225,22 @@ def start_distributed(trainer_cfg: DictConfig) -> bool:
 def is_global_zero() -> bool:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank() == 0
-    return _finished_rank in (None, 0)
+    if _finished_rank is not None:
+        return _finished_rank == 0
+    return _launcher_rank_is_zero()
+
+
+def _launcher_rank_is_zero() -> bool:
+    """Rank zero by the environment, before any process group exists.
+
+    Lightning's own launcher (``strategy=ddp`` from a plain ``python`` command) starts the
+    other ranks as new runs of the same command with ``LOCAL_RANK=k`` (and ``NODE_RANK``)
+    set; they run the stages before training again, and must not print the header and stage
+    lines twice or rewrite the run folder's files. A plain run has neither variable.
+    """
+    if "RANK" in os.environ:
+        return os.environ["RANK"] == "0"
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def finish_distributed(wait: bool = True) -> None:

@@ -21,8 +21,11 @@ from osteo.pipeline.distributed import (
     finish_distributed,
     is_global_zero,
     start_distributed,
+    suppress_lightning_tips,
     wait_for_all_ranks,
 )
+from osteo.pipeline.errors import NoUsableStudiesError
+from osteo.pipeline.plan import format_run_header, record_timings, stage_names
 from osteo.pipeline.wandb_logging import log_run_results
 from osteo.radiomics.stage import run_radiomics_stage
 from osteo.roi.stage import run_roi_stage
@@ -59,13 +62,17 @@ def check_config(cfg: DictConfig) -> None:
 
 def run_pipeline(cfg: DictConfig) -> RunResult:
     check_config(cfg)
+    suppress_lightning_tips()
     # Under torchrun/srun every rank joins the process group now, so the stages before
     # training know their rank (see docs/scaling.md).
     start_distributed(cfg.trainer)
     ctx = None
     try:
         ctx = RunContext(cfg)
+        ctx.plan = stage_names(cfg)
         if is_global_zero():
+            # Before config.yaml is rewritten: the header compares it with this config.
+            print(format_run_header(cfg, ctx.run_dir, ctx.cache_dir), flush=True)
             save_config(cfg, ctx.run_dir / "config.yaml")
         result = _run_stages(ctx)
     except BaseException:
@@ -75,7 +82,14 @@ def run_pipeline(cfg: DictConfig) -> RunResult:
         if ctx is not None:
             ctx.close()
     finish_distributed()
+    if is_global_zero():
+        record_timings(cfg, ctx.cache_dir, ctx.records, _studies(ctx.records))
     return result
+
+
+def _studies(records) -> int | None:
+    data = next((r for r in records if r.name == "data"), None)
+    return data.figures.get("studies") if data is not None else None
 
 
 def _run_stages(ctx: RunContext) -> RunResult:
@@ -91,6 +105,7 @@ def _run_stages(ctx: RunContext) -> RunResult:
     study_ids, excluded = select_studies(data, seg)
     if is_global_zero():
         ctx.write_study_table(excluded, "excluded.csv")
+    _check_usable(study_ids, excluded, ctx.run_dir)
     all_ids = [s for ids in study_ids.values() for s in ids]
     texture = run_radiomics_stage(ctx, data, seg, rois, all_ids, needed="texture" in inputs)
     # Rank zero writes the split tensor files; the other ranks then find them in the cache.
@@ -110,3 +125,16 @@ def _run_stages(ctx: RunContext) -> RunResult:
     log_run_results(ctx, metrics)
     ctx.write_stages()
     return RunResult(ctx.run_dir, ctx.records, metrics=metrics)
+
+
+def _check_usable(study_ids: dict[str, list[str]], excluded, run_dir: Path) -> None:
+    """Training needs train and val studies with both femurs found; say why there are none."""
+    empty = [split for split in ("train", "val") if not study_ids.get(split)]
+    if not empty:
+        return
+    reasons = excluded[excluded["split"].isin(empty)]["reason"].value_counts()
+    top = "; ".join(f"{n} x {reason}" for reason, n in reasons.head(3).items())
+    raise NoUsableStudiesError(
+        f"no usable {' or '.join(empty)} study: every one was excluded ({top}); see "
+        f"{run_dir / 'excluded.csv'} and the segmentation settings (epochs, spatial size)"
+    )

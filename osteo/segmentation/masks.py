@@ -32,20 +32,50 @@ __all__ = [
     "MaskCache",
     "CacheEntryWarning",
     "MaskPrediction",
+    "assign_sides",
     "postprocess_mask",
     "predict_masks",
     "load_segmentation_model",
 ]
 
-POSTPROCESS_VERSION = "lcc-fill-v1"
+POSTPROCESS_VERSION = "sides-lcc-fill-v2"
+
+# The second-largest femur region must be at least this share of the largest to count as the
+# other femur (smaller: a stray island, or one femur missed; the network's labels then stand).
+_OTHER_FEMUR_MIN_SHARE = 0.25
+
+
+def assign_sides(label_map: np.ndarray) -> np.ndarray:
+    """Label the two femur regions by their side in the image, whatever the network said.
+
+    A U-Net that has seen few training steps finds "femur" long before it tells the patient's
+    left from right (the two are mirror images; only the context says which is which), and
+    labels both femurs 1 or swaps them: the left femur then disappears from the mask. An AP
+    radiograph shows the patient's right femur on the image's left, so when the femur pixels
+    form two large regions, the one further left is label 1 and the other label 2.
+    """
+    components, count = ndimage.label(label_map > 0)
+    if count < 2:
+        return label_map
+    sizes = ndimage.sum_labels(np.ones_like(components), components, range(1, count + 1))
+    first, second = (int(i) + 1 for i in np.argsort(sizes)[::-1][:2])
+    if sizes[second - 1] < _OTHER_FEMUR_MIN_SHARE * sizes[first - 1]:
+        return label_map
+    columns = ndimage.center_of_mass(np.ones_like(components), components, [first, second])
+    image_left, image_right = (first, second) if columns[0][1] < columns[1][1] else (second, first)
+    out = label_map.copy()
+    out[components == image_left] = 1
+    out[components == image_right] = 2
+    return out
 
 
 def postprocess_mask(label_map: np.ndarray) -> np.ndarray:
-    """Keep the largest connected component of each femur and fill its holes.
+    """Assign the femurs' sides, keep the largest component of each femur, fill its holes.
 
     Stray islands (a patch of pelvis labelled femur) would pull the ROI geometry off; holes
     would break the distance transform used to find the femoral head.
     """
+    label_map = assign_sides(label_map)
     out = np.zeros(label_map.shape, dtype=np.uint8)
     for _, label in FEMUR_LABELS:
         components, count = ndimage.label(label_map == label)

@@ -1,0 +1,44 @@
+"""Where the main command keeps a synthetic cohort, and whether a folder holds the one asked for.
+
+Each (preset, seed, format, size) gets its own folder under ``data.synthetic.root``
+(``data/synthetic/tiny-seed0-dicom/``), so asking for another preset makes that cohort next to
+the old one instead of silently reusing it. A manifest given explicitly (``data.manifest``) is
+used as it is; when its folder holds a synthetic cohort made with other settings than
+``data.synthetic.*``, :func:`cohort_mismatch` says so in one line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# The folder naming lives with the config, which fills in data.manifest from it.
+from osteo.config import cohort_folder_name, synthetic_manifest_path
+
+__all__ = ["cohort_folder_name", "synthetic_manifest_path", "cohort_mismatch"]
+
+
+def cohort_mismatch(manifest: str | Path, synthetic) -> str | None:
+    """One line when ``manifest``'s folder holds a synthetic cohort other than ``synthetic``.
+
+    None when the folder has no ``cohort.json`` of osteo's generator (the user's own data) or
+    when preset, seed, format and size all agree.
+    """
+    summary_path = Path(manifest).parent / "cohort.json"
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("generator") != "osteo.data.synthetic":
+        return None
+    wanted = {"preset": synthetic.preset, "seed": int(synthetic.seed), "format": synthetic.format}
+    found = {k: summary.get(k) for k in wanted}
+    differs = [f"{k} {found[k]} (config: {wanted[k]})" for k in wanted if found[k] != wanted[k]]
+    if synthetic.n_studies is not None and summary.get("studies") != synthetic.n_studies:
+        differs.append(f"{summary.get('studies')} studies (config: {synthetic.n_studies})")
+    if not differs:
+        return None
+    return (
+        f"{summary_path.parent} holds a synthetic cohort made with {', '.join(differs)}; "
+        "it is used as data.manifest says (drop data.manifest to get the configured cohort)"
+    )
