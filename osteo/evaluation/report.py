@@ -123,9 +123,11 @@ def _patients(part: pd.DataFrame):
 def _auc_with_ci(y_true, y_prob, patients, confidence_level) -> dict:
     """Clustered (Obuchowski) AUC CI, the study-level DeLong CI beside it for reference."""
     n_positive = int(np.sum(y_true))
+    if not 0 < n_positive < len(y_true):
+        return {"auc": None, "auc_ci": None, "auc_variance": None,
+                "auc_ci_method": "none: the split has one class"}
     if min(n_positive, len(y_true) - n_positive) < 2:
-        return {"auc": roc_auc(y_true, y_prob) if 0 < n_positive < len(y_true) else None,
-                "auc_ci": None, "auc_variance": None,
+        return {"auc": roc_auc(y_true, y_prob), "auc_ci": None, "auc_variance": None,
                 "auc_ci_method": "none: fewer than 2 positive or 2 negative studies"}
     delong = delong_auc(y_true, y_prob, confidence_level)
     result = {"auc": delong.auc, "auc_ci_delong_study_level": delong.ci}

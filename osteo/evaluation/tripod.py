@@ -10,14 +10,13 @@ training split's counts, the prior-shift correction), ``metrics.json``
 from __future__ import annotations
 
 import json
-import platform
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from osteo.evaluation.formatting import format_ci, format_number, markdown_table
+from osteo.versions import library_versions
 
 __all__ = ["USER_ITEMS", "software_versions", "tripod_section"]
 
@@ -42,13 +41,7 @@ USER_ITEMS = (
 
 
 def software_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return library_versions(PACKAGES, missing="not installed")
 
 
 def _config(run_dir: Path) -> dict:

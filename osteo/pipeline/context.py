@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from osteo.files import write_json_atomic
+from osteo.versions import library_versions as _library_versions
 
 __all__ = [
     "StageRecord",
@@ -38,13 +37,8 @@ _VERSIONED = (
 
 
 def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
+    """The versions recorded in every run's ``stages.json``."""
+    return _library_versions(_VERSIONED)
 
 
 @dataclass
