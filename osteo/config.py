@@ -424,11 +424,15 @@ def _validate(cfg: OsteoConfig) -> None:
         )
     for key in ("triage_npv", "triage_ppv"):
         if not 0.0 < getattr(cfg.evaluation, key) < 1.0:
-            raise ConfigError(f"Invalid value for config key 'evaluation.{key}': "
-                              f"{getattr(cfg.evaluation, key)}; expected a value in (0, 1)")
+            raise ConfigError(
+                f"Invalid value for config key 'evaluation.{key}': "
+                f"{getattr(cfg.evaluation, key)}; expected a value in (0, 1)"
+            )
     if not 0.01 < cfg.evaluation.dca_max_threshold < 1.0:
-        raise ConfigError(f"Invalid value for config key 'evaluation.dca_max_threshold': "
-                          f"{cfg.evaluation.dca_max_threshold}; expected a value in (0.01, 1)")
+        raise ConfigError(
+            f"Invalid value for config key 'evaluation.dca_max_threshold': "
+            f"{cfg.evaluation.dca_max_threshold}; expected a value in (0.01, 1)"
+        )
     check_run_name(str(cfg.name))
     if not cfg.data.max_megapixels > 0:
         raise ConfigError(

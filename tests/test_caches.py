@@ -148,9 +148,7 @@ def test_two_processes_on_one_cache_and_one_name(tmp_path):
     context = multiprocessing.get_context("spawn")
     cache, log = tmp_path / "cache", tmp_path / "log.txt"
     # One cache, one segmentation key: one process trains, the other waits and reuses.
-    workers = [
-        context.Process(target=_train_once, args=(str(cache), str(log))) for _ in range(2)
-    ]
+    workers = [context.Process(target=_train_once, args=(str(cache), str(log))) for _ in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:

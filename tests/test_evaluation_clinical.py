@@ -36,7 +36,8 @@ def test_prior_shift_correction_recovers_known_risks():
     def closure():
         optimizer.zero_grad()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            weight * xt + bias, yt, pos_weight=torch.tensor(w))
+            weight * xt + bias, yt, pos_weight=torch.tensor(w)
+        )
         loss.backward()
         return loss
 
@@ -71,10 +72,12 @@ def test_module_predict_step_applies_the_prior_shift():
         out = module.predict_step(batch, 0)
         raw_logit = module.head(module.head_features(batch))["logit"]
     assert module.logit_shift == pytest.approx(np.log(5.0))
-    np.testing.assert_allclose(out["probability_uncorrected"].numpy(),
-                               torch.sigmoid(raw_logit).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(out["probability"].numpy(),
-                               torch.sigmoid(raw_logit - np.log(5.0)).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        out["probability_uncorrected"].numpy(), torch.sigmoid(raw_logit).numpy(), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        out["probability"].numpy(), torch.sigmoid(raw_logit - np.log(5.0)).numpy(), rtol=1e-5
+    )
     unweighted = OsteoporosisModule(head="clinical", imbalance="focal", scheduler="none")
     assert unweighted.logit_shift == 0.0
 
@@ -180,16 +183,18 @@ def test_training_curves_from_lightning_csv_files(tmp_path):
     classifier.write_text(
         "epoch,step,train/loss_step,train/loss_epoch,val/loss,val/auc\n"
         "0,0,0.9,,,\n0,1,,,0.8,0.61\n0,1,,0.85,,\n"
-        "1,2,0.7,,,\n1,3,,,0.6,0.72\n1,3,,0.65,,\n")
+        "1,2,0.7,,,\n1,3,,,0.6,0.72\n1,3,,0.65,,\n"
+    )
     table = epoch_table(classifier)
     assert table["epoch"].tolist() == [0, 1]
     assert table["val/auc"].tolist() == [0.61, 0.72]
     assert table["train/loss_epoch"].tolist() == [0.85, 0.65]
-    path = plot_training_curves({"classifier": classifier, "segmentation": tmp_path / "no.csv"},
-                                tmp_path / "training_curves.png")
+    path = plot_training_curves(
+        {"classifier": classifier, "segmentation": tmp_path / "no.csv"},
+        tmp_path / "training_curves.png",
+    )
     assert path.read_bytes().startswith(b"\x89PNG")
-    assert plot_training_curves({"classifier": tmp_path / "absent.csv"}, tmp_path / "x.png") \
-        is None
+    assert plot_training_curves({"classifier": tmp_path / "absent.csv"}, tmp_path / "x.png") is None
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="no 'epoch' column"):

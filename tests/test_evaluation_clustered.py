@@ -115,8 +115,9 @@ def test_clustered_variance_tracks_the_patient_bootstrap():
     assert clustered.variance > 1.3 * delong.variance
     from osteo.evaluation.stats import _auc_unchecked
 
-    boot = patient_index_bootstrap(lambda i: _auc_unchecked(y[i], s[i]), y, patients,
-                                   n_resamples=1500, seed=1)
+    boot = patient_index_bootstrap(
+        lambda i: _auc_unchecked(y[i], s[i]), y, patients, n_resamples=1500, seed=1
+    )
     width = boot.ci_high[0] - boot.ci_low[0]
     assert width == pytest.approx(2 * 1.96 * np.sqrt(clustered.variance), rel=0.15)
 

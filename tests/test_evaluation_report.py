@@ -56,8 +56,20 @@ def test_run_metrics_follow_the_contract_and_reuse_the_val_threshold(predictions
     for split in ("val", "internal_test", "external_test"):
         m = metrics[split]
         part = predictions[predictions["split"] == split]
-        for key in ("auc", "auc_ci", "sensitivity", "specificity", "threshold", "n",
-                    "n_positive", "ppv", "npv", "ece", "calibration_slope", "auc_ci_bootstrap"):
+        for key in (
+            "auc",
+            "auc_ci",
+            "sensitivity",
+            "specificity",
+            "threshold",
+            "n",
+            "n_positive",
+            "ppv",
+            "npv",
+            "ece",
+            "calibration_slope",
+            "auc_ci_bootstrap",
+        ):
             assert key in m, (split, key)
         assert m["threshold"] == threshold  # chosen on val, never re-chosen on a test set
         assert (m["n"], m["n_positive"]) == (len(part), int(part["label"].sum()))
@@ -73,8 +85,9 @@ def test_run_metrics_follow_the_contract_and_reuse_the_val_threshold(predictions
 
 
 def test_target_sensitivity_threshold_and_no_bootstrap(predictions):
-    metrics = compute_run_metrics(predictions, threshold_method="sensitivity",
-                                  target_sensitivity=0.9, n_bootstrap=0)
+    metrics = compute_run_metrics(
+        predictions, threshold_method="sensitivity", target_sensitivity=0.9, n_bootstrap=0
+    )
     assert metrics["val"]["sensitivity"] >= 0.9
     assert "auc_ci_bootstrap" not in metrics["internal_test"]
 
@@ -144,19 +157,27 @@ def _write(tmp_path, text, name="predictions.csv"):
     return path
 
 
-@pytest.mark.parametrize("body,match", [
-    ("study_id,split,label\nS1,val,1\n", r"missing column\(s\) \['probability'\]"),
-    ("study_id,split,probability,label\nS1,val,,1\n", "column 'probability' needs a finite"),
-    ("study_id,split,probability,label\nS1,val,abc,1\n", "column 'probability' needs a finite"),
-    ("study_id,split,probability,label\nS1,val,1.5,1\n", r"'probability' must be in \[0, 1\]"),
-    ("study_id,split,probability,label\nS1,test,0.5,1\n", "unknown value.*'test'"),
-    ("study_id,split,probability,label\nS1,val,0.5,2\n", "column 'label' must be 0 or 1"),
-    ("study_id,split,probability,label\nS1,val,0.5,1\nS1,val,0.2,0\n", "study_id must be unique"),
-    ("study_id,split,probability,label\n,val,0.5,1\n", "column 'study_id' is empty at row"),
-    ("study_id,split,probability,label,patient_id_hash\nS1,val,0.5,1,\n",
-     "column 'patient_id_hash' is empty"),
-    ("study_id,split,probability,label\n", "no rows"),
-])
+@pytest.mark.parametrize(
+    "body,match",
+    [
+        ("study_id,split,label\nS1,val,1\n", r"missing column\(s\) \['probability'\]"),
+        ("study_id,split,probability,label\nS1,val,,1\n", "column 'probability' needs a finite"),
+        ("study_id,split,probability,label\nS1,val,abc,1\n", "column 'probability' needs a finite"),
+        ("study_id,split,probability,label\nS1,val,1.5,1\n", r"'probability' must be in \[0, 1\]"),
+        ("study_id,split,probability,label\nS1,test,0.5,1\n", "unknown value.*'test'"),
+        ("study_id,split,probability,label\nS1,val,0.5,2\n", "column 'label' must be 0 or 1"),
+        (
+            "study_id,split,probability,label\nS1,val,0.5,1\nS1,val,0.2,0\n",
+            "study_id must be unique",
+        ),
+        ("study_id,split,probability,label\n,val,0.5,1\n", "column 'study_id' is empty at row"),
+        (
+            "study_id,split,probability,label,patient_id_hash\nS1,val,0.5,1,\n",
+            "column 'patient_id_hash' is empty",
+        ),
+        ("study_id,split,probability,label\n", "no rows"),
+    ],
+)
 def test_bad_predictions_name_the_file_and_column(tmp_path, body, match):
     path = _write(tmp_path, body)
     with pytest.raises(EvaluationInputError, match=match) as info:
@@ -184,13 +205,22 @@ def test_study_ids_stay_strings(tmp_path):
     assert load_predictions(path)["study_id"].tolist() == ["007"]
 
 
-@pytest.mark.parametrize("body,match", [
-    ("study_id,reader\nS1,R1\n", r"missing column\(s\) \['score'\]"),
-    ("study_id,reader,score\nS1,R1,high\n", "column 'score' needs a finite number"),
-    ("study_id,reader,score\nS1,R1,4\nS1,R1,5\n", "reader 'R1' scores study 'S1' more than once"),
-    ("study_id,reader,score\nS1,,4\n", "column 'reader' is empty"),
-    ("study_id,reader,score\nS1,R1,4\nS9,R1,2\n", r"1 study_id\(s\) not in the predictions.*S9"),
-])
+@pytest.mark.parametrize(
+    "body,match",
+    [
+        ("study_id,reader\nS1,R1\n", r"missing column\(s\) \['score'\]"),
+        ("study_id,reader,score\nS1,R1,high\n", "column 'score' needs a finite number"),
+        (
+            "study_id,reader,score\nS1,R1,4\nS1,R1,5\n",
+            "reader 'R1' scores study 'S1' more than once",
+        ),
+        ("study_id,reader,score\nS1,,4\n", "column 'reader' is empty"),
+        (
+            "study_id,reader,score\nS1,R1,4\nS9,R1,2\n",
+            r"1 study_id\(s\) not in the predictions.*S9",
+        ),
+    ],
+)
 def test_bad_readers_name_the_file_and_problem(tmp_path, body, match):
     predictions = pd.DataFrame({"study_id": ["S1", "S2"]})
     path = _write(tmp_path, body, "readers.csv")
@@ -227,14 +257,14 @@ def test_comparison_table_p_values_and_holm(runs_and_readers):
     runs = [load_run(d) for d in run_dirs]
     readers = load_readers(readers_path, runs[0].predictions)
     # The primary is pre-specified (here the middle model, not the best one).
-    table = build_comparison_table(runs, readers, primary="fusion_deep",
-                                   n_bootstrap=200).set_index("name")
+    table = build_comparison_table(runs, readers, primary="fusion_deep", n_bootstrap=200).set_index(
+        "name"
+    )
     names = ["clinical", "fusion_deep", "deep_clinical"]
     assert table.index.tolist() == [*names, "R1", "R2"]
     assert table["kind"].tolist() == ["model"] * 3 + ["reader"] * 2
     for split in ("internal_test", "external_test"):
-        parts = dict(zip(names, (r.split(split).set_index("study_id") for r in runs),
-                         strict=True))
+        parts = dict(zip(names, (r.split(split).set_index("study_id") for r in runs), strict=True))
         labels = parts["clinical"]["label"]
         patients = parts["clinical"]["patient_id_hash"].to_numpy()
         primary = parts["fusion_deep"].loc[labels.index, "probability"]
@@ -257,8 +287,9 @@ def test_comparison_table_p_values_and_holm(runs_and_readers):
             for reader in ("R1", "R2"):
                 mine = scored[scored["reader"] == reader]
                 rows = labels.index.get_indexer(mine.index)
-                test = clustered_paired_test(labels.loc[mine.index], primary.loc[mine.index],
-                                             mine["score"], patients[rows])
+                test = clustered_paired_test(
+                    labels.loc[mine.index], primary.loc[mine.index], mine["score"], patients[rows]
+                )
                 raw[reader] = test.p_value
                 assert table.loc[reader, f"{split}_auc"] == pytest.approx(test.auc_b)
                 assert table.loc[reader, f"{split}_p_value"] == pytest.approx(test.p_value)
@@ -274,12 +305,14 @@ def test_comparison_holm_family_is_exactly_the_prespecified_comparisons(runs_and
     _, run_dirs, readers_path = runs_and_readers
     runs = [load_run(d) for d in run_dirs]
     readers = load_readers(readers_path, runs[0].predictions)
-    table = build_comparison_table(runs, readers, primary="deep_clinical",
-                                   comparisons=["clinical", "R1"], n_bootstrap=0)
+    table = build_comparison_table(
+        runs, readers, primary="deep_clinical", comparisons=["clinical", "R1"], n_bootstrap=0
+    )
     table = table.set_index("name")
     raw = table.loc[["clinical", "R1"], "external_test_p_value"]
-    np.testing.assert_allclose(table.loc[["clinical", "R1"], "external_test_p_value_holm"],
-                               holm_adjust(raw.to_numpy()))
+    np.testing.assert_allclose(
+        table.loc[["clinical", "R1"], "external_test_p_value_holm"], holm_adjust(raw.to_numpy())
+    )
     assert pd.isna(table.loc["fusion_deep", "external_test_p_value"])
     assert pd.isna(table.loc["R2", "external_test_p_value"])
 
@@ -299,15 +332,26 @@ def test_several_seeds_per_model_are_paired_by_seed_and_summarised(tmp_path):
     cohort = make_cohort(seed=6)
     dirs = []
     for seed in (0, 1, 2):
-        dirs.append(write_run(tmp_path / f"all_s{seed}", make_predictions(cohort, 2.5, seed),
-                              f"model:\n  head: deep_texture_clinical\nseed: {seed}\n"))
-        dirs.append(write_run(tmp_path / f"clin_s{seed}",
-                              make_predictions(cohort, 1.0, 10 + seed),
-                              f"model:\n  head: clinical\nseed: {seed}\n"))
+        dirs.append(
+            write_run(
+                tmp_path / f"all_s{seed}",
+                make_predictions(cohort, 2.5, seed),
+                f"model:\n  head: deep_texture_clinical\nseed: {seed}\n",
+            )
+        )
+        dirs.append(
+            write_run(
+                tmp_path / f"clin_s{seed}",
+                make_predictions(cohort, 1.0, 10 + seed),
+                f"model:\n  head: clinical\nseed: {seed}\n",
+            )
+        )
     result = compare_runs(dirs, out_dir=tmp_path / "out", n_bootstrap=50)
     table = result.table.set_index("name")
-    assert table.loc["fusion_clinical (clin_s1)", "internal_test_compared_with"] == \
-        "fusion_all (all_s1)"
+    assert (
+        table.loc["fusion_clinical (clin_s1)", "internal_test_compared_with"]
+        == "fusion_all (all_s1)"
+    )
     seeds = pd.read_csv(tmp_path / "out" / "seeds.csv").set_index("model")
     aucs = table[table["model"] == "fusion_all"]["external_test_auc"]
     assert seeds.loc["fusion_all", "n_runs"] == 3
@@ -318,8 +362,9 @@ def test_several_seeds_per_model_are_paired_by_seed_and_summarised(tmp_path):
 
 def test_compare_runs_writes_table_and_plots(runs_and_readers, tmp_path):
     _, run_dirs, readers = runs_and_readers
-    result = compare_runs(run_dirs, readers, tmp_path / "out", primary="deep_clinical",
-                          n_bootstrap=100)
+    result = compare_runs(
+        run_dirs, readers, tmp_path / "out", primary="deep_clinical", n_bootstrap=100
+    )
     out = tmp_path / "out"
     csv = pd.read_csv(out / "comparison.csv")
     assert csv["name"].tolist() == ["clinical", "fusion_deep", "deep_clinical", "R1", "R2"]
@@ -341,10 +386,12 @@ def test_compare_rejects_different_test_sets(tmp_path):
     cohort = make_cohort(seed=2)
     a = write_run(tmp_path / "a", make_predictions(cohort, 2.0, 0))
     shorter = make_predictions(cohort, 2.0, 1)
-    b = write_run(tmp_path / "b", shorter.drop(shorter[shorter["split"] == "external_test"]
-                                               .index[:5]))
-    with pytest.raises(EvaluationInputError, match="'external_test': runs 'a' and 'b' have "
-                                                   "different studies"):
+    b = write_run(
+        tmp_path / "b", shorter.drop(shorter[shorter["split"] == "external_test"].index[:5])
+    )
+    with pytest.raises(
+        EvaluationInputError, match="'external_test': runs 'a' and 'b' have different studies"
+    ):
         compare_runs([a, b], out_dir=tmp_path / "out", primary="a")
 
 
@@ -376,16 +423,21 @@ def test_single_run_comparison_has_no_p_values(tmp_path):
 def test_the_primary_comes_from_the_runs_config(tmp_path):
     cohort = make_cohort(seed=7)
     plan = "evaluation:\n  primary: fusion_clinical\n  comparisons: [fusion_deep]\n"
-    dirs = [write_run(tmp_path / head, make_predictions(cohort, sep, i),
-                      f"model:\n  head: {head}\n{plan}")
-            for i, (head, sep) in enumerate([("clinical", 1.0), ("deep", 2.0),
-                                             ("texture", 1.5)])]
+    dirs = [
+        write_run(
+            tmp_path / head, make_predictions(cohort, sep, i), f"model:\n  head: {head}\n{plan}"
+        )
+        for i, (head, sep) in enumerate([("clinical", 1.0), ("deep", 2.0), ("texture", 1.5)])
+    ]
     table = compare_runs(dirs, out_dir=tmp_path / "out", n_bootstrap=0).table.set_index("name")
     assert table.loc["fusion_clinical", "internal_test_compared_with"] == "reference"
     assert table.loc["fusion_deep", "internal_test_compared_with"] == "fusion_clinical"
     assert pd.isna(table.loc["fusion_texture", "internal_test_p_value"])  # not pre-specified
-    write_run(tmp_path / "texture", make_predictions(cohort, 1.5, 2),
-              "model:\n  head: texture\nevaluation:\n  primary: fusion_texture\n")
+    write_run(
+        tmp_path / "texture",
+        make_predictions(cohort, 1.5, 2),
+        "model:\n  head: texture\nevaluation:\n  primary: fusion_texture\n",
+    )
     with pytest.raises(EvaluationInputError, match="name different analyses"):
         compare_runs(dirs, out_dir=tmp_path / "out", n_bootstrap=0)
 
@@ -413,8 +465,13 @@ def test_metrics_say_which_method_gave_each_interval_and_report_has_the_new_sect
     assert metrics["settings"]["recalibration"]["method"] == "platt"
     assert metrics["settings"]["cluster_unit"] == "patient"
     report = (run / "report.md").read_text()
-    for heading in ("## Calibration", "## Clinical utility", "## T-score regression",
-                    "## TRIPOD+AI checklist", "Items the authors must write themselves"):
+    for heading in (
+        "## Calibration",
+        "## Clinical utility",
+        "## T-score regression",
+        "## TRIPOD+AI checklist",
+        "Items the authors must write themselves",
+    ):
         assert heading in report
     for name in ("calibration_curve.png", "decision_curve.png", "bland_altman.png"):
         assert (run / name).read_bytes().startswith(PNG_MAGIC)
@@ -425,7 +482,7 @@ def test_metrics_say_which_method_gave_each_interval_and_report_has_the_new_sect
 
 def test_a_one_class_split_still_gets_metrics_without_intervals(predictions):
     table = predictions.copy()
-    only_negative = (table["split"] == "external_test")
+    only_negative = table["split"] == "external_test"
     table.loc[only_negative, "label"] = 0
     try:
         metrics = compute_run_metrics(table, n_bootstrap=50)
@@ -441,9 +498,14 @@ def test_a_sweep_without_the_configured_primary_uses_its_first_planned_model(tmp
     from osteo.sweeps.runner import _compare
 
     cohort = make_cohort(seed=9)
-    dirs = [write_run(tmp_path / f"fusion_all__head-{head}__seed-0",
-                      make_predictions(cohort, sep, i), f"model:\n  head: {head}\nseed: 0\n")
-            for i, (head, sep) in enumerate([("clinical", 1.0), ("deep_clinical", 2.5)])]
+    dirs = [
+        write_run(
+            tmp_path / f"fusion_all__head-{head}__seed-0",
+            make_predictions(cohort, sep, i),
+            f"model:\n  head: {head}\nseed: 0\n",
+        )
+        for i, (head, sep) in enumerate([("clinical", 1.0), ("deep_clinical", 2.5)])
+    ]
     outcomes = [SimpleNamespace(ok=True, run_dir=d) for d in dirs]
     result, error = _compare(outcomes, tmp_path / "summary", None)
     assert error is None

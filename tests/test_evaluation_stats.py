@@ -168,8 +168,9 @@ def test_paired_delong_recovers_a_real_difference_and_not_a_null_one():
     for seed in range(60):
         rng = np.random.default_rng(seed)
         y = (rng.random(150) < 0.3).astype(int)
-        p_values.append(delong_paired_test(y, y + rng.normal(size=150),
-                                           y + rng.normal(size=150)).p_value)
+        p_values.append(
+            delong_paired_test(y, y + rng.normal(size=150), y + rng.normal(size=150)).p_value
+        )
     assert 0.01 <= np.mean(np.array(p_values) < 0.05) <= 0.15
 
 
@@ -194,16 +195,30 @@ def test_holm_rejects_invalid_p_values(bad):
 # ---------------------------------------------------------------- Wilson and thresholds
 
 
-@pytest.mark.parametrize("successes,total,low,high", [
-    # Newcombe (1998), Statistics in Medicine 17:857, Table II, method 3 (Wilson score).
-    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611),
-    (1, 29, 0.0061, 0.1718), (29, 29, 0.8830, 1.0)])
+@pytest.mark.parametrize(
+    "successes,total,low,high",
+    [
+        # Newcombe (1998), Statistics in Medicine 17:857, Table II, method 3 (Wilson score).
+        (81, 263, 0.2553, 0.3662),
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+        (29, 29, 0.8830, 1.0),
+    ],
+)
 def test_wilson_interval_matches_newcombe_1998(successes, total, low, high):
     assert wilson_interval(successes, total) == pytest.approx((low, high), abs=5e-5)
 
 
-@pytest.mark.parametrize("args,match", [((1, 0), "total > 0"), ((3, 2), "successes"),
-                                        ((-1, 2), "successes"), ((1, 2, 1.0), "confidence")])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        ((1, 0), "total > 0"),
+        ((3, 2), "successes"),
+        ((-1, 2), "successes"),
+        ((1, 2, 1.0), "confidence"),
+    ],
+)
 def test_wilson_interval_rejects_bad_arguments(args, match):
     with pytest.raises(ValueError, match=match):
         wilson_interval(*args)
@@ -219,9 +234,14 @@ def test_youden_threshold_and_target_sensitivity_on_hand_example():
     assert select_threshold(y, s, "sensitivity", target_sensitivity=0.5) == 0.7
 
 
-@pytest.mark.parametrize("kwargs,match", [({"method": "f1"}, "unknown threshold method"),
-                                          ({"method": "sensitivity"}, "target_sensitivity"),
-                                          ({"target_sensitivity": 0.9}, "only used")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"method": "f1"}, "unknown threshold method"),
+        ({"method": "sensitivity"}, "target_sensitivity"),
+        ({"target_sensitivity": 0.9}, "only used"),
+    ],
+)
 def test_select_threshold_rejects_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         select_threshold([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4], **kwargs)
@@ -263,9 +283,15 @@ def _vectorised_auc(y, s, axis=-1):
 
 
 def _scipy_percentile_ci(y, s, statistic, n_resamples=4000):
-    result = scipy_stats.bootstrap((y, s), statistic, paired=True, vectorized=True,
-                                   n_resamples=n_resamples, method="percentile",
-                                   rng=np.random.default_rng(123))
+    result = scipy_stats.bootstrap(
+        (y, s),
+        statistic,
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(123),
+    )
     return result.confidence_interval.low, result.confidence_interval.high
 
 
@@ -287,10 +313,12 @@ def test_bootstrap_auc_matches_scipy_on_one_image_per_patient(image_level_data):
 
 def test_bootstrap_of_a_mean_matches_scipy(image_level_data):
     y, s = image_level_data
-    ours = patient_bootstrap(lambda _y, x: float(np.mean(x)), y, s, n_resamples=4000, seed=2,
-                             stratify=False)
+    ours = patient_bootstrap(
+        lambda _y, x: float(np.mean(x)), y, s, n_resamples=4000, seed=2, stratify=False
+    )
     assert ours.ci == pytest.approx(
-        _scipy_percentile_ci(y, s, lambda _y, x, axis=-1: np.mean(x, axis=axis)), abs=0.015)
+        _scipy_percentile_ci(y, s, lambda _y, x, axis=-1: np.mean(x, axis=axis)), abs=0.015
+    )
 
 
 def test_bootstrap_resamples_patients_not_images():
@@ -419,30 +447,43 @@ WITH_NAN = ([0, 1, 0, 1], [0.2, float("nan"), 0.1, 0.9])
 MISMATCHED = ([0, 1, 0, 1], [0.2, 0.3, 0.4])
 
 
-@pytest.mark.parametrize("function", [
-    roc_auc, delong_auc, select_threshold, roc_curve, bootstrap_auc_ci,
-    calibration_slope_intercept,
-    lambda y, s: binary_metrics_at_threshold(y, s, 0.5),
-    lambda y, s: delong_paired_test(y, s, s),
-    lambda y, s: delong_paired_test(y, np.zeros(len(y)), s),
-])
-@pytest.mark.parametrize("inputs,match", [
-    (ONE_CLASS, "only one class present in y_true: all 3 studies are positive"),
-    (WITH_NAN, "contains 1 NaN or infinite value"),
-    (MISMATCHED, r"different lengths \(4 vs 3\)"),
-])
+@pytest.mark.parametrize(
+    "function",
+    [
+        roc_auc,
+        delong_auc,
+        select_threshold,
+        roc_curve,
+        bootstrap_auc_ci,
+        calibration_slope_intercept,
+        lambda y, s: binary_metrics_at_threshold(y, s, 0.5),
+        lambda y, s: delong_paired_test(y, s, s),
+        lambda y, s: delong_paired_test(y, np.zeros(len(y)), s),
+    ],
+)
+@pytest.mark.parametrize(
+    "inputs,match",
+    [
+        (ONE_CLASS, "only one class present in y_true: all 3 studies are positive"),
+        (WITH_NAN, "contains 1 NaN or infinite value"),
+        (MISMATCHED, r"different lengths \(4 vs 3\)"),
+    ],
+)
 def test_edge_cases_raise_clear_errors(function, inputs, match):
     with pytest.raises(ValueError, match=match):
         function(*inputs)
 
 
-@pytest.mark.parametrize("y,s,match", [
-    ([0, 2, 1], [0.1, 0.2, 0.3], "only 0/1 labels"),
-    ([0, float("nan"), 1], [0.1, 0.2, 0.3], "only 0/1 labels"),
-    ([], [], "no studies"),
-    ([0, 1], [0.1, float("inf")], "NaN or infinite"),
-    ([[0, 1]], [[0.1, 0.2]], "1-D"),
-])
+@pytest.mark.parametrize(
+    "y,s,match",
+    [
+        ([0, 2, 1], [0.1, 0.2, 0.3], "only 0/1 labels"),
+        ([0, float("nan"), 1], [0.1, 0.2, 0.3], "only 0/1 labels"),
+        ([], [], "no studies"),
+        ([0, 1], [0.1, float("inf")], "NaN or infinite"),
+        ([[0, 1]], [[0.1, 0.2]], "1-D"),
+    ],
+)
 def test_bad_labels_and_scores(y, s, match):
     with pytest.raises(ValueError, match=match):
         check_binary_inputs(y, s)

@@ -15,8 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_tool(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "tools" / name), *map(str, args)],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / name), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +55,21 @@ def load_tool(name: str):
 def test_evaluate_tool_target_sensitivity(workspace, capsys):
     _, run_dirs, _ = workspace
     evaluate = load_tool("evaluate")
-    assert evaluate.main(["--run", str(run_dirs[0]), "--threshold-method", "sensitivity",
-                          "--target-sensitivity", "0.95", "--n-bootstrap", "0"]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--run",
+                str(run_dirs[0]),
+                "--threshold-method",
+                "sensitivity",
+                "--target-sensitivity",
+                "0.95",
+                "--n-bootstrap",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert json.loads((run_dirs[0] / "metrics.json").read_text())["val"]["sensitivity"] >= 0.95
     with pytest.raises(SystemExit) as usage:
         evaluate.main(["--run", str(run_dirs[0]), "--threshold-method", "sensitivity"])
@@ -63,12 +81,28 @@ def test_compare_tool_writes_the_table(workspace):
     missing = run_tool("compare.py", *run_dirs, "--out", "cmp", cwd=root)
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert "primary model 'fusion_all' is not among the runs" in missing.stderr
-    result = run_tool("compare.py", *run_dirs, "--readers", readers, "--out", "cmp",
-                      "--primary", "deep_clinical", "--n-bootstrap", "100", cwd=root)
+    result = run_tool(
+        "compare.py",
+        *run_dirs,
+        "--readers",
+        readers,
+        "--out",
+        "cmp",
+        "--primary",
+        "deep_clinical",
+        "--n-bootstrap",
+        "100",
+        cwd=root,
+    )
     assert result.returncode == 0, result.stderr
     assert "| Model | Internal test AUC (95% CI) | difference (CI) | P (Holm) |" in result.stdout
-    for name in ("comparison.md", "comparison.csv", "roc_internal_test.png",
-                 "roc_external_test.png", "reliability.png"):
+    for name in (
+        "comparison.md",
+        "comparison.csv",
+        "roc_internal_test.png",
+        "roc_external_test.png",
+        "reliability.png",
+    ):
         assert (root / "cmp" / name).is_file(), name
     assert "Reader: R2" in (root / "cmp" / "comparison.md").read_text()
 
@@ -85,7 +119,8 @@ def test_compare_tool_names_a_bad_readers_file(workspace, tmp_path, capsys):
     bad_readers = tmp_path / "readers.csv"
     bad_readers.write_text("study_id,reader,score\nnot-a-study,R1,3\n")
     compare = load_tool("compare")
-    code = compare.main([*map(str, run_dirs), "--readers", str(bad_readers),
-                         "--out", str(tmp_path / "cmp")])
+    code = compare.main(
+        [*map(str, run_dirs), "--readers", str(bad_readers), "--out", str(tmp_path / "cmp")]
+    )
     err = capsys.readouterr().err
     assert code == 1 and str(bad_readers) in err and "not-a-study" in err

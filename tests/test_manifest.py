@@ -255,8 +255,11 @@ def test_paths_outside_the_manifest_folder_refused(tmp_path):
         ],
     )
     found = problems_of(path, check_files=False)
-    assert {(p.row, p.column) for p in found} == {(1, "image_path"), (2, "image_path"),
-                                                   (3, "image_path")}
+    assert {(p.row, p.column) for p in found} == {
+        (1, "image_path"),
+        (2, "image_path"),
+        (3, "image_path"),
+    }
     assert all("allow_outside_paths" in p.expected for p in found)
     table = load_manifest(path, check_files=False, allow_outside_paths=True)
     assert len(table) == 3
@@ -290,9 +293,7 @@ def test_control_characters_refused(tmp_path, bad):
     path = tmp_path / "manifest.csv"
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "a.png").write_bytes(b"x")
-    path.write_bytes(
-        (HEADER + "\n" + f'"{bad}",P1,img/a.png,2015-01-02,A,70,F,60,-2.7\n').encode()
-    )
+    path.write_bytes((HEADER + "\n" + f'"{bad}",P1,img/a.png,2015-01-02,A,70,F,60,-2.7\n').encode())
     found = problems_of(path)
     assert [(p.row, p.column) for p in found] == [(1, "study_id")]
     assert "control characters" in found[0].expected
@@ -332,8 +333,11 @@ _FIELD = st.one_of(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    header=st.lists(st.sampled_from(HEADER.split(",") + ["label", "split", "mask_path", "x"]),
-                    min_size=0, max_size=12),
+    header=st.lists(
+        st.sampled_from(HEADER.split(",") + ["label", "split", "mask_path", "x"]),
+        min_size=0,
+        max_size=12,
+    ),
     rows=st.lists(st.lists(_FIELD, max_size=12), max_size=6),
 )
 def test_arbitrary_rows_give_a_manifest_error_or_a_table(tmp_path, header, rows):

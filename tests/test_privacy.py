@@ -185,9 +185,7 @@ def test_second_live_process_on_one_run_folder_is_refused(tmp_path):
 
 
 def test_config_yaml_and_wandb_config_redact_paths(tmp_path):
-    cfg = load_config(
-        None, [f"data.manifest={tmp_path}/DOE_JANE_MRN123/manifest.csv", "name=r"]
-    )
+    cfg = load_config(None, [f"data.manifest={tmp_path}/DOE_JANE_MRN123/manifest.csv", "name=r"])
     save_config(cfg, tmp_path / "config.yaml")
     assert "DOE_JANE" not in (tmp_path / "config.yaml").read_text()
     with pytest.raises(ConfigError, match="data paths are redacted"):
@@ -228,7 +226,10 @@ def _planted_cohort(tiny_cohort, folder):
         shutil.copyfile(tiny_cohort.parent / row["image_path"], folder / "images" / f"{new}.dcm")
         shutil.copyfile(tiny_cohort.parent / row["mask_path"], folder / "masks" / f"{new}.png")
         rows.loc[i, ["study_id", "patient_id", "image_path", "mask_path"]] = [
-            new, patients[row["patient_id"]], f"images/{new}.dcm", f"masks/{new}.png"
+            new,
+            patients[row["patient_id"]],
+            f"images/{new}.dcm",
+            f"masks/{new}.png",
         ]
     rows.to_csv(folder / "manifest.csv", index=False)
     return folder / "manifest.csv", set(studies.values()), set(patients.values())
@@ -244,7 +245,11 @@ def test_whole_run_folder_carries_no_planted_identifier(tiny_cohort, tmp_path):
     (tmp_path / "radiomics_light.yaml").write_text(LIGHT_RADIOMICS)
     result = subprocess.run(
         fit_command(tmp_path, manifest, "name=planted", "roi.overlays=per_study"),
-        capture_output=True, text=True, timeout=900, env=fit_env(), cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=fit_env(),
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     run_dir = tmp_path / "runs" / "planted"
@@ -281,8 +286,13 @@ def test_split_assignment_does_not_depend_on_the_key(monkeypatch):
     from osteo.data.manifest import make_splits
 
     rows = [
-        {"study_id": f"S{i}", "patient_id": f"P{i // 2}", "site": "A" if i % 5 else "B",
-         "study_date": pd.Timestamp("2015-01-01"), "label": int(i % 7 == 0)}
+        {
+            "study_id": f"S{i}",
+            "patient_id": f"P{i // 2}",
+            "site": "A" if i % 5 else "B",
+            "study_date": pd.Timestamp("2015-01-01"),
+            "label": int(i % 7 == 0),
+        }
         for i in range(200)
     ]
     table = pd.DataFrame(rows)
@@ -301,7 +311,8 @@ def test_run_folder_through_a_symlink_outside_output_dir_is_refused(tmp_path):
     (tmp_path / "runs").mkdir()
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "runs" / "link").symlink_to(tmp_path / "elsewhere")
-    cfg = load_config(None, [f"output_dir={tmp_path / 'runs'}", "name=link",
-                             f"cache_dir={tmp_path / 'c'}"])
+    cfg = load_config(
+        None, [f"output_dir={tmp_path / 'runs'}", "name=link", f"cache_dir={tmp_path / 'c'}"]
+    )
     with pytest.raises(ConfigError, match="outside output_dir"):
         RunContext(cfg)

@@ -55,8 +55,13 @@ def test_a_cohort_made_with_other_settings_is_said_in_one_line(tmp_path):
     cfg = load_config(ROOT / "configs" / "fusion_all.yaml", ["data.synthetic.preset=tiny"])
     manifest = tmp_path / "manifest.csv"
     assert cohort_mismatch(manifest, cfg.data.synthetic) is None  # no cohort.json: user data
-    summary = {"generator": "osteo.data.synthetic", "preset": "default", "seed": 0,
-               "format": "dicom", "studies": 1500}
+    summary = {
+        "generator": "osteo.data.synthetic",
+        "preset": "default",
+        "seed": 0,
+        "format": "dicom",
+        "studies": 1500,
+    }
     (tmp_path / "cohort.json").write_text(json.dumps(summary))
     line = cohort_mismatch(manifest, cfg.data.synthetic)
     assert line is not None and "\n" not in line
@@ -99,13 +104,25 @@ def test_every_expected_error_has_its_own_exit_code_listed_in_help():
 def _predictions(val_labels, test_labels, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
-    for split, labels in (("val", val_labels), ("internal_test", test_labels),
-                          ("external_test", [0, 1] * 6)):
+    for split, labels in (
+        ("val", val_labels),
+        ("internal_test", test_labels),
+        ("external_test", [0, 1] * 6),
+    ):
         for i, label in enumerate(labels):
-            rows.append({"study_id": f"{split}-{i}", "split": split, "label": label,
-                         "probability": float(np.clip(0.3 + 0.4 * label + rng.normal(0, 0.15),
-                                                      0.01, 0.99)),
-                         "patient_id_hash": f"{split}-p{i}", "sex": "F", "age": 70.0})
+            rows.append(
+                {
+                    "study_id": f"{split}-{i}",
+                    "split": split,
+                    "label": label,
+                    "probability": float(
+                        np.clip(0.3 + 0.4 * label + rng.normal(0, 0.15), 0.01, 0.99)
+                    ),
+                    "patient_id_hash": f"{split}-p{i}",
+                    "sex": "F",
+                    "age": 70.0,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -138,17 +155,23 @@ def test_a_test_split_of_one_class_keeps_the_other_figures():
 def test_header_lists_the_stages_and_estimates_from_earlier_timings(tmp_path, capsys):
     cfg = load_config(
         ROOT / "configs" / "quickstart.yaml",
-        [f"output_dir={tmp_path / 'runs'}", f"cache_dir={tmp_path / 'cache'}",
-         f"data.synthetic.root={tmp_path / 'data'}"],
+        [
+            f"output_dir={tmp_path / 'runs'}",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"data.synthetic.root={tmp_path / 'data'}",
+        ],
     )
     ctx = RunContext(cfg)
     header = format_run_header(cfg, ctx.run_dir, ctx.cache_dir)
     assert "6 stages" in header and "no estimate yet" in header
     assert "make the synthetic cohort 'quickstart' (80 studies)" in header
-    records = [StageRecord(n, status="ran", wall_s=8.0)
-               for n in ("segmentation", "roi", "radiomics", "classifier", "evaluation")]
-    records.insert(0, StageRecord("data", status="ran", wall_s=4.0,
-                                  note="made the synthetic cohort"))
+    records = [
+        StageRecord(n, status="ran", wall_s=8.0)
+        for n in ("segmentation", "roi", "radiomics", "classifier", "evaluation")
+    ]
+    records.insert(
+        0, StageRecord("data", status="ran", wall_s=4.0, note="made the synthetic cohort")
+    )
     record_timings(cfg, ctx.cache_dir, records, 80)
     assert "time: about" in format_run_header(cfg, ctx.run_dir, ctx.cache_dir)
     ctx.plan = ("data", "segmentation")
@@ -173,14 +196,23 @@ def test_lightning_advertisements_are_filtered(tmp_path, caplog):
 def _fit(tmp_path: Path, manifest: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_SILENT": "true", "MPLBACKEND": "Agg"}
     command = [
-        *FIT, "--config", str(ROOT / "configs" / "fusion_clinical.yaml"),
-        f"data.manifest={manifest}", f"output_dir={tmp_path / 'runs'}",
-        f"cache_dir={tmp_path / 'cache'}", "trainer.enable_progress_bar=false",
-        "logger.mode=disabled", "train.n_bootstrap=50", "train.max_epochs=2",
-        "segmentation.masks=manifest", "data.allow_outside_paths=true", *overrides,
+        *FIT,
+        "--config",
+        str(ROOT / "configs" / "fusion_clinical.yaml"),
+        f"data.manifest={manifest}",
+        f"output_dir={tmp_path / 'runs'}",
+        f"cache_dir={tmp_path / 'cache'}",
+        "trainer.enable_progress_bar=false",
+        "logger.mode=disabled",
+        "train.n_bootstrap=50",
+        "train.max_epochs=2",
+        "segmentation.masks=manifest",
+        "data.allow_outside_paths=true",
+        *overrides,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env,
-                          cwd=tmp_path)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path
+    )
 
 
 def test_segmentation_that_misses_every_femur_exits_with_one_line(tmp_path, tiny_cohort):
@@ -211,9 +243,15 @@ def test_a_val_split_of_one_class_runs_to_the_end(tmp_path, tiny_cohort):
     from osteo.data.manifest import load_manifest, make_splits
 
     manifest = load_manifest(tiny_cohort, require_label=True)
-    split = make_splits(manifest, cfg.data.split.internal_test_from,
-                        cfg.data.split.internal_test_to, cfg.data.split.internal_test_sites,
-                        cfg.data.split.external_test_sites, 0.3, 0).to_numpy()
+    split = make_splits(
+        manifest,
+        cfg.data.split.internal_test_from,
+        cfg.data.split.internal_test_to,
+        cfg.data.split.internal_test_sites,
+        cfg.data.split.external_test_sites,
+        0.3,
+        0,
+    ).to_numpy()
     # Every positive development study goes to train: val keeps only negatives.
     development = np.isin(split, ["train", "val"])
     split = np.where(development & (manifest["label"].to_numpy() == 1), "train", split)
@@ -253,10 +291,18 @@ def test_ddp_with_predicted_masks_keeps_every_split_and_ends_cleanly(tmp_path, t
     from osteo.data.manifest import load_manifest, make_splits
 
     result = _fit(
-        tmp_path, tiny_cohort, "segmentation.masks=predict", "segmentation.max_epochs=30",
-        "segmentation.spacing_mm=5.0", "segmentation.spatial_size=[96,96]",
-        "segmentation.batch_size=4", "segmentation.lr=0.004", "data.split.val_fraction=0.3",
-        "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+        tmp_path,
+        tiny_cohort,
+        "segmentation.masks=predict",
+        "segmentation.max_epochs=30",
+        "segmentation.spacing_mm=5.0",
+        "segmentation.spatial_size=[96,96]",
+        "segmentation.batch_size=4",
+        "segmentation.lr=0.004",
+        "data.split.val_fraction=0.3",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
@@ -264,9 +310,15 @@ def test_ddp_with_predicted_masks_keeps_every_split_and_ends_cleanly(tmp_path, t
     run = tmp_path / "runs" / "fusion_clinical"
     cfg = load_config(ROOT / "configs" / "fusion_clinical.yaml")
     manifest = load_manifest(tiny_cohort, require_label=True)
-    expected = make_splits(manifest, cfg.data.split.internal_test_from,
-                           cfg.data.split.internal_test_to, cfg.data.split.internal_test_sites,
-                           cfg.data.split.external_test_sites, 0.3, 0)
+    expected = make_splits(
+        manifest,
+        cfg.data.split.internal_test_from,
+        cfg.data.split.internal_test_to,
+        cfg.data.split.internal_test_sites,
+        cfg.data.split.external_test_sites,
+        0.3,
+        0,
+    )
     written = pd.read_csv(run / "splits.csv", dtype=str)
     assert written["split"].tolist() == list(expected)  # the same studies as one process
     predictions = pd.read_csv(run / "predictions.csv", dtype={"study_id": str})
@@ -276,10 +328,14 @@ def test_ddp_with_predicted_masks_keeps_every_split_and_ends_cleanly(tmp_path, t
     from osteo.privacy import IdentifierPolicy
 
     names = IdentifierPolicy(clear=False)
-    by_study = {names.study(s): split
-                for s, split in zip(manifest["study_id"], expected, strict=True)}
-    assert all(by_study[s] == split for s, split in
-               zip(predictions["study_id"], predictions["split"], strict=True))
-    evaluated = {s for s, split in by_study.items() if split in ("val", "internal_test",
-                                                                 "external_test")}
+    by_study = {
+        names.study(s): split for s, split in zip(manifest["study_id"], expected, strict=True)
+    }
+    assert all(
+        by_study[s] == split
+        for s, split in zip(predictions["study_id"], predictions["split"], strict=True)
+    )
+    evaluated = {
+        s for s, split in by_study.items() if split in ("val", "internal_test", "external_test")
+    }
     assert set(predictions["study_id"]) | (set(excluded["study_id"]) & evaluated) == evaluated

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """The installed ``osteo-check-manifest``: see osteo/cli/check_manifest.py."""
+
 from osteo.cli.check_manifest import main
 
 if __name__ == "__main__":

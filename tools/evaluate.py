@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """The installed ``osteo-evaluate``: see osteo/cli/evaluate.py."""
+
 from osteo.cli.evaluate import main
 
 if __name__ == "__main__":

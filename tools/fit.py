@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """The installed ``osteo-fit``: see osteo/cli/fit.py."""
+
 from osteo.cli.fit import main
 
 if __name__ == "__main__":

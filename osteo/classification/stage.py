@@ -47,6 +47,7 @@ __all__ = [
     "write_inference_card",
 ]
 
+
 @dataclass
 class ClassifierOutput:
     checkpoint: Path

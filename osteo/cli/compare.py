@@ -41,22 +41,41 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path("comparison"), help="output folder (default: ./comparison)"
     )
     parser.add_argument("--confidence-level", type=float, default=0.95)
-    parser.add_argument("--primary", default=None,
-                        help="the pre-specified primary model (default: evaluation.primary of "
-                        f"the runs' config.yaml, else {DEFAULT_PRIMARY}); with a single model "
-                        "it is that model")
-    parser.add_argument("--compare", nargs="+", default=None, metavar="MODEL",
-                        help="the pre-specified comparisons with the primary (models or "
-                        "reader names; default: evaluation.comparisons of the runs' config, "
-                        "else every other model and every reader)")
-    parser.add_argument("--n-bootstrap", type=int, default=2000,
-                        help="patient-bootstrap resamples for the AUC differences (0: skip)")
+    parser.add_argument(
+        "--primary",
+        default=None,
+        help="the pre-specified primary model (default: evaluation.primary of "
+        f"the runs' config.yaml, else {DEFAULT_PRIMARY}); with a single model "
+        "it is that model",
+    )
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        default=None,
+        metavar="MODEL",
+        help="the pre-specified comparisons with the primary (models or "
+        "reader names; default: evaluation.comparisons of the runs' config, "
+        "else every other model and every reader)",
+    )
+    parser.add_argument(
+        "--n-bootstrap",
+        type=int,
+        default=2000,
+        help="patient-bootstrap resamples for the AUC differences (0: skip)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
     try:
-        result = compare_runs(args.runs, args.readers, args.out, args.confidence_level,
-                              primary=args.primary, comparisons=args.compare,
-                              n_bootstrap=args.n_bootstrap, seed=args.seed)
+        result = compare_runs(
+            args.runs,
+            args.readers,
+            args.out,
+            args.confidence_level,
+            primary=args.primary,
+            comparisons=args.compare,
+            n_bootstrap=args.n_bootstrap,
+            seed=args.seed,
+        )
     except EvaluationInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

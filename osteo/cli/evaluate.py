@@ -44,12 +44,24 @@ def main(argv: list[str] | None = None) -> int:
         help="patient bootstrap resamples for the AUC (0: skip)",
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--recalibration", choices=("none", "platt", "isotonic"),
-                        default="none", help="recalibration fitted on val (default: none)")
-    parser.add_argument("--triage-npv", type=float, default=0.95,
-                        help="rule-out zone: NPV on val at least this (default 0.95)")
-    parser.add_argument("--triage-ppv", type=float, default=0.95,
-                        help="rule-in zone: PPV on val at least this (default 0.95)")
+    parser.add_argument(
+        "--recalibration",
+        choices=("none", "platt", "isotonic"),
+        default="none",
+        help="recalibration fitted on val (default: none)",
+    )
+    parser.add_argument(
+        "--triage-npv",
+        type=float,
+        default=0.95,
+        help="rule-out zone: NPV on val at least this (default 0.95)",
+    )
+    parser.add_argument(
+        "--triage-ppv",
+        type=float,
+        default=0.95,
+        help="rule-in zone: PPV on val at least this (default 0.95)",
+    )
     args = parser.parse_args(argv)
     if (args.threshold_method == "sensitivity") != (args.target_sensitivity is not None):
         parser.error("--target-sensitivity goes with --threshold-method sensitivity (and only it)")

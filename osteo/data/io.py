@@ -73,6 +73,7 @@ def set_max_megapixels(limit: float) -> None:
         raise ValueError(f"max_megapixels must be > 0, got {limit!r}")
     _max_megapixels = float(limit)
 
+
 # Magic numbers: the file's first bytes, not its name, choose the decoder.
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -343,7 +344,13 @@ def _read_dicom(path: Path, limit: float = DEFAULT_MAX_MEGAPIXELS) -> Radiograph
     try:
         ds = pydicom.dcmread(path, force=path.suffix.lower() in DICOM_SUFFIXES)
     except (
-        InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError
+        InvalidDicomError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
     ) as err:
         raise RadiographReadError(f"{path}: not a readable DICOM file: {err}") from err
     except Exception as err:  # noqa: BLE001 - pydicom raises many types on hostile input

@@ -327,9 +327,7 @@ def _unsafe_fields(rec: dict, row: int) -> list[ManifestProblem]:
             )
         elif _CONTROL.search(text):
             problems.append(
-                ManifestProblem(
-                    row, column, value, "text without NUL or other control characters"
-                )
+                ManifestProblem(row, column, value, "text without NUL or other control characters")
             )
     return problems
 
@@ -410,7 +408,7 @@ def read_manifest_table(path: str | Path) -> tuple[pd.DataFrame, list[ManifestPr
                     None,
                     f"{len(fields)} fields",
                     f"{len(header)} fields, one per header column (a comma inside a value "
-                    'needs the value in double quotes)',
+                    "needs the value in double quotes)",
                 )
             )
             fields = [""] * len(header)

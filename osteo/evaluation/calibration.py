@@ -27,11 +27,14 @@ _EPS = 1e-7
 
 
 def _check_probabilities(y_true, y_prob, require_both_classes: bool):
-    labels, prob = check_binary_inputs(y_true, y_prob, require_both_classes=require_both_classes,
-                                       score_name="y_prob")
+    labels, prob = check_binary_inputs(
+        y_true, y_prob, require_both_classes=require_both_classes, score_name="y_prob"
+    )
     if np.any((prob < 0) | (prob > 1)):
-        raise ValueError(f"y_prob must be probabilities in [0, 1]; found values from "
-                         f"{prob.min():.4g} to {prob.max():.4g}")
+        raise ValueError(
+            f"y_prob must be probabilities in [0, 1]; found values from "
+            f"{prob.min():.4g} to {prob.max():.4g}"
+        )
     return labels, prob
 
 
@@ -46,8 +49,10 @@ class ReliabilityBins:
     count: np.ndarray
 
     def to_dict(self) -> dict:
-        return {key: getattr(self, key).tolist() for key in
-                ("bin_lower", "bin_upper", "mean_predicted", "observed_rate", "count")}
+        return {
+            key: getattr(self, key).tolist()
+            for key in ("bin_lower", "bin_upper", "mean_predicted", "observed_rate", "count")
+        }
 
 
 def reliability_bins(
@@ -75,8 +80,13 @@ def reliability_bins(
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_predicted = np.bincount(index, weights=prob, minlength=count.shape[0]) / count
         observed = np.bincount(index, weights=labels, minlength=count.shape[0]) / count
-    return ReliabilityBins(edges[:-1][filled], edges[1:][filled], mean_predicted[filled],
-                           observed[filled], count[filled])
+    return ReliabilityBins(
+        edges[:-1][filled],
+        edges[1:][filled],
+        mean_predicted[filled],
+        observed[filled],
+        count[filled],
+    )
 
 
 def expected_calibration_error(

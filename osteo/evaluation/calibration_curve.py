@@ -21,8 +21,9 @@ GRID_POINTS = 25
 LOWESS_FRAC = 2 / 3
 
 
-def calibration_with_ci(y_true, y_prob, patient_ids=None, *, n_resamples=2000,
-                        confidence_level=0.95, seed=0) -> dict:
+def calibration_with_ci(
+    y_true, y_prob, patient_ids=None, *, n_resamples=2000, confidence_level=0.95, seed=0
+) -> dict:
     """Slope, intercept and calibration-in-the-large, each with a patient-bootstrap CI."""
     labels = np.asarray(y_true).astype(int)
     prob = np.asarray(y_prob, dtype=float)
@@ -35,17 +36,28 @@ def calibration_with_ci(y_true, y_prob, patient_ids=None, *, n_resamples=2000,
         f = calibration_slope_intercept(y, p)
         return [f.slope, f.intercept, f.calibration_in_the_large]
 
-    result = {"calibration_slope": fit.slope, "calibration_intercept": fit.intercept,
-              "calibration_in_the_large": fit.calibration_in_the_large,
-              "calibration_note": fit.note}
+    result = {
+        "calibration_slope": fit.slope,
+        "calibration_intercept": fit.intercept,
+        "calibration_in_the_large": fit.calibration_in_the_large,
+        "calibration_note": fit.note,
+    }
     if n_resamples > 0:
-        boot = patient_index_bootstrap(stat, labels, patient_ids, n_resamples=n_resamples,
-                                       confidence_level=confidence_level, seed=seed)
-        for j, key in enumerate(("calibration_slope", "calibration_intercept",
-                                 "calibration_in_the_large")):
+        boot = patient_index_bootstrap(
+            stat,
+            labels,
+            patient_ids,
+            n_resamples=n_resamples,
+            confidence_level=confidence_level,
+            seed=seed,
+        )
+        for j, key in enumerate(
+            ("calibration_slope", "calibration_intercept", "calibration_in_the_large")
+        ):
             finite = np.isfinite(boot.ci_low[j]) and np.isfinite(result[key])
-            result[f"{key}_ci"] = [float(boot.ci_low[j]), float(boot.ci_high[j])] \
-                if finite else None
+            result[f"{key}_ci"] = (
+                [float(boot.ci_low[j]), float(boot.ci_high[j])] if finite else None
+            )
         result["calibration_ci_method"] = f"{boot.unit} bootstrap, percentile"
     return result
 
@@ -57,25 +69,39 @@ def _lowess_on_grid(labels, prob, grid):
     return np.clip(fitted, 0.0, 1.0)
 
 
-def smoothed_calibration_curve(y_true, y_prob, patient_ids=None, *, n_resamples=200,
-                               confidence_level=0.95, seed=0) -> dict:
+def smoothed_calibration_curve(
+    y_true, y_prob, patient_ids=None, *, n_resamples=200, confidence_level=0.95, seed=0
+) -> dict:
     """``{"grid", "observed", "band_low", "band_high", "method"}`` (lists) for the report
     and plot; the band is None when ``n_resamples`` is 0."""
     labels = np.asarray(y_true).astype(float)
     prob = np.asarray(y_prob, dtype=float)
     low, high = np.percentile(prob, [2.5, 97.5])
     if high <= low:
-        return {"grid": [], "observed": [], "band_low": None, "band_high": None,
-                "method": "not drawn: all predictions (nearly) equal"}
+        return {
+            "grid": [],
+            "observed": [],
+            "band_low": None,
+            "band_high": None,
+            "method": "not drawn: all predictions (nearly) equal",
+        }
     grid = np.linspace(low, high, GRID_POINTS)
-    curve = {"grid": grid.tolist(), "observed": _lowess_on_grid(labels, prob, grid).tolist(),
-             "band_low": None, "band_high": None,
-             "method": f"lowess (frac {LOWESS_FRAC:.2f})"}
+    curve = {
+        "grid": grid.tolist(),
+        "observed": _lowess_on_grid(labels, prob, grid).tolist(),
+        "band_low": None,
+        "band_high": None,
+        "method": f"lowess (frac {LOWESS_FRAC:.2f})",
+    }
     if n_resamples > 0:
-        boot = patient_index_bootstrap(lambda i: _lowess_on_grid(labels[i], prob[i], grid),
-                                       labels.astype(int), patient_ids,
-                                       n_resamples=n_resamples,
-                                       confidence_level=confidence_level, seed=seed)
+        boot = patient_index_bootstrap(
+            lambda i: _lowess_on_grid(labels[i], prob[i], grid),
+            labels.astype(int),
+            patient_ids,
+            n_resamples=n_resamples,
+            confidence_level=confidence_level,
+            seed=seed,
+        )
         curve["band_low"] = np.nan_to_num(boot.ci_low, nan=0.0).tolist()
         curve["band_high"] = np.nan_to_num(boot.ci_high, nan=1.0).tolist()
         curve["method"] += f", {boot.unit} bootstrap band ({n_resamples} resamples)"

@@ -20,12 +20,25 @@ def plot_decision_curves(curves: Mapping[str, pd.DataFrame], path: str | Path) -
     axes_list = np.atleast_1d(figure.subplots(1, max(len(curves), 1)))
     for axes, (title, curve) in zip(axes_list, curves.items(), strict=False):
         axes.plot(curve["threshold"], curve["net_benefit_model"], linewidth=1.8, label="model")
-        axes.plot(curve["threshold"], curve["net_benefit_treat_all"], linestyle="--",
-                  color="grey", label="treat all")
-        axes.plot(curve["threshold"], curve["net_benefit_treat_none"], linestyle=":",
-                  color="black", label="treat none")
-        top = max(float(curve["net_benefit_model"].max()),
-                  float(curve["net_benefit_treat_all"].max()), 0.01)
+        axes.plot(
+            curve["threshold"],
+            curve["net_benefit_treat_all"],
+            linestyle="--",
+            color="grey",
+            label="treat all",
+        )
+        axes.plot(
+            curve["threshold"],
+            curve["net_benefit_treat_none"],
+            linestyle=":",
+            color="black",
+            label="treat none",
+        )
+        top = max(
+            float(curve["net_benefit_model"].max()),
+            float(curve["net_benefit_treat_all"].max()),
+            0.01,
+        )
         axes.set_ylim(-0.05 * top - 0.01, 1.1 * top)
         axes.set_xlabel("threshold probability")
         axes.set_ylabel("net benefit")
@@ -43,8 +56,13 @@ def plot_smoothed_calibration(curves: Mapping[str, dict], path: str | Path) -> P
         if curve["grid"]:
             axes.plot(curve["grid"], curve["observed"], linewidth=1.8, label="lowess")
             if curve["band_low"] is not None:
-                axes.fill_between(curve["grid"], curve["band_low"], curve["band_high"],
-                                  alpha=0.25, label="95% band")
+                axes.fill_between(
+                    curve["grid"],
+                    curve["band_low"],
+                    curve["band_high"],
+                    alpha=0.25,
+                    label="95% band",
+                )
         axes.set_xlim(0, 1)
         axes.set_ylim(0, 1)
         axes.set_xlabel("predicted probability")

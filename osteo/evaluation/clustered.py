@@ -49,8 +49,10 @@ def patient_codes(patient_ids, n_studies: int) -> np.ndarray:
         return np.arange(n_studies)
     ids = np.asarray(patient_ids)
     if ids.shape != (n_studies,):
-        raise ValueError(f"patient_ids has length {ids.shape[0] if ids.ndim else 0}, "
-                         f"expected one per study ({n_studies})")
+        raise ValueError(
+            f"patient_ids has length {ids.shape[0] if ids.ndim else 0}, "
+            f"expected one per study ({n_studies})"
+        )
     if ids.dtype == object and any(v is None or v != v for v in ids):
         raise ValueError("patient_ids contains missing values; every study needs its patient")
     if ids.dtype.kind in "fc" and np.any(np.isnan(ids)):
@@ -77,8 +79,10 @@ def clustered_covariance(y_true, scores, patient_ids=None):
     i10 = np.unique(codes[pos]).shape[0]
     i01 = np.unique(codes[neg]).shape[0]
     if i10 < 2 or i01 < 2:
-        raise ValueError(f"the clustered AUC variance needs at least 2 patients with a positive "
-                         f"and 2 with a negative study, got {i10} and {i01}")
+        raise ValueError(
+            f"the clustered AUC variance needs at least 2 patients with a positive "
+            f"and 2 with a negative study, got {i10} and {i01}"
+        )
     aucs, v10, v01 = _delong_placements(labels, scores)
     k = scores.shape[0]
     a = np.zeros((k, n_patients))
@@ -114,8 +118,9 @@ class ClusteredAUC:
         return (self.ci_low, self.ci_high)
 
 
-def clustered_auc(y_true, y_score, patient_ids=None, confidence_level: float = 0.95
-                  ) -> ClusteredAUC:
+def clustered_auc(
+    y_true, y_score, patient_ids=None, confidence_level: float = 0.95
+) -> ClusteredAUC:
     """AUC +/- z SE with Obuchowski's clustered variance, clipped to [0, 1] (as pROC)."""
     labels, scores = check_binary_inputs(y_true, y_score)
     aucs, cov = clustered_covariance(labels, scores, patient_ids)
@@ -124,8 +129,15 @@ def clustered_auc(y_true, y_score, patient_ids=None, confidence_level: float = 0
     codes = patient_codes(patient_ids, labels.shape[0])
     n_patients = int(codes.max()) + 1
     method = "obuchowski" if patient_ids is not None else "delong"
-    return ClusteredAUC(auc, variance, max(auc - half, 0.0), min(auc + half, 1.0),
-                        confidence_level, n_patients, method)
+    return ClusteredAUC(
+        auc,
+        variance,
+        max(auc - half, 0.0),
+        min(auc + half, 1.0),
+        confidence_level,
+        n_patients,
+        method,
+    )
 
 
 @dataclass(frozen=True)
@@ -142,8 +154,7 @@ class ClusteredPairedResult:
     n_patients: int
 
 
-def clustered_paired_test(y_true, y_score_a, y_score_b, patient_ids=None
-                          ) -> ClusteredPairedResult:
+def clustered_paired_test(y_true, y_score_a, y_score_b, patient_ids=None) -> ClusteredPairedResult:
     """Obuchowski's paired comparison of two correlated clustered AUCs (paired DeLong when
     every patient has one study)."""
     labels, a = check_binary_inputs(y_true, y_score_a, score_name="y_score_a")
@@ -160,8 +171,16 @@ def clustered_paired_test(y_true, y_score_a, y_score_b, patient_ids=None
         z = difference / np.sqrt(variance)
         p_value = float(2 * ndtr(-abs(z)))
     n_patients = int(patient_codes(patient_ids, labels.shape[0]).max()) + 1
-    return ClusteredPairedResult(float(aucs[0]), float(aucs[1]), difference, max(variance, 0.0),
-                                 float(z), p_value, int(labels.shape[0]), n_patients)
+    return ClusteredPairedResult(
+        float(aucs[0]),
+        float(aucs[1]),
+        difference,
+        max(variance, 0.0),
+        float(z),
+        p_value,
+        int(labels.shape[0]),
+        n_patients,
+    )
 
 
 @dataclass(frozen=True)
@@ -209,8 +228,11 @@ def patient_index_bootstrap(
         drawn = np.concatenate([rng.choice(s, size=s.shape[0], replace=True) for s in strata])
         lengths = counts[drawn]
         offsets = np.repeat(starts[drawn] - np.cumsum(lengths) + lengths, lengths)
-        values.append(np.atleast_1d(np.asarray(
-            statistic(order[offsets + np.arange(lengths.sum())]), dtype=float)))
+        values.append(
+            np.atleast_1d(
+                np.asarray(statistic(order[offsets + np.arange(lengths.sum())]), dtype=float)
+            )
+        )
     distribution = np.vstack(values) if values else np.empty((0, estimate.shape[0]))
     alpha = 1 - confidence_level
     low = np.full(estimate.shape, np.nan)
@@ -220,8 +242,9 @@ def patient_index_bootstrap(
         if finite.size:
             low[j], high[j] = np.percentile(finite, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     skipped = int(np.sum(~np.all(np.isfinite(distribution), axis=1)))
-    return IndexBootstrap(estimate, low, high, len(values), skipped,
-                          "study" if patient_ids is None else "patient")
+    return IndexBootstrap(
+        estimate, low, high, len(values), skipped, "study" if patient_ids is None else "patient"
+    )
 
 
 RATE_NAMES = ("sensitivity", "specificity", "ppv", "npv")
@@ -234,20 +257,36 @@ def _rates(labels: np.ndarray, positive_call: np.ndarray) -> np.ndarray:
     fn = np.sum(~positive_call & (labels == 1))
     tn = np.sum(~positive_call & (labels == 0))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.array([tp / (tp + fn), tn / (tn + fp), tp / (tp + fp), tn / (tn + fn)],
-                        dtype=float)
+        return np.array(
+            [tp / (tp + fn), tn / (tn + fp), tp / (tp + fp), tn / (tn + fn)], dtype=float
+        )
 
 
-def bootstrap_rates(y_true, y_prob, threshold: float, patient_ids=None, *,
-                    n_resamples: int = 2000, confidence_level: float = 0.95, seed: int = 0
-                    ) -> dict[str, tuple[float, float] | None]:
+def bootstrap_rates(
+    y_true,
+    y_prob,
+    threshold: float,
+    patient_ids=None,
+    *,
+    n_resamples: int = 2000,
+    confidence_level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, tuple[float, float] | None]:
     """Patient-bootstrap percentile CIs of sensitivity, specificity, PPV and NPV at a fixed
     threshold (positive when probability >= threshold); None where never defined."""
-    labels, prob = check_binary_inputs(y_true, y_prob, require_both_classes=False,
-                                       score_name="y_prob")
+    labels, prob = check_binary_inputs(
+        y_true, y_prob, require_both_classes=False, score_name="y_prob"
+    )
     calls = prob >= threshold
-    boot = patient_index_bootstrap(lambda idx: _rates(labels[idx], calls[idx]), labels,
-                                   patient_ids, n_resamples=n_resamples,
-                                   confidence_level=confidence_level, seed=seed)
-    return {name: (None if not np.isfinite(lo) else (float(lo), float(hi)))
-            for name, lo, hi in zip(RATE_NAMES, boot.ci_low, boot.ci_high, strict=True)}
+    boot = patient_index_bootstrap(
+        lambda idx: _rates(labels[idx], calls[idx]),
+        labels,
+        patient_ids,
+        n_resamples=n_resamples,
+        confidence_level=confidence_level,
+        seed=seed,
+    )
+    return {
+        name: (None if not np.isfinite(lo) else (float(lo), float(hi)))
+        for name, lo, hi in zip(RATE_NAMES, boot.ci_low, boot.ci_high, strict=True)
+    }

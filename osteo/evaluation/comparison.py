@@ -38,9 +38,19 @@ from osteo.evaluation.stats import _auc_unchecked, holm_adjust
 from osteo.evaluation.thresholds import select_threshold
 from osteo.tables import neutralise_formulas
 
-__all__ = ["DEFAULT_PRIMARY", "ComparisonPlan", "ComparisonResult", "PrimaryNotFoundError",
-           "build_comparison_table", "compare_runs", "format_comparison_markdown", "model_key",
-           "plan_comparisons", "planned_analysis", "seed_summary"]
+__all__ = [
+    "DEFAULT_PRIMARY",
+    "ComparisonPlan",
+    "ComparisonResult",
+    "PrimaryNotFoundError",
+    "build_comparison_table",
+    "compare_runs",
+    "format_comparison_markdown",
+    "model_key",
+    "plan_comparisons",
+    "planned_analysis",
+    "seed_summary",
+]
 
 REFERENCE = "reference"
 DEFAULT_PRIMARY = "fusion_all"
@@ -59,8 +69,11 @@ class ComparisonResult:
 def _aligned_split(runs: Sequence[Run], names: Sequence[str], split: str):
     """Labels (N,), study ids (N,) and scores {name: (N,)} of the runs having ``split``,
     aligned on the same studies. Different study sets cannot be compared pairwise."""
-    parts = {n: r.split(split).set_index("study_id") for n, r in zip(names, runs, strict=True)
-             if (r.predictions["split"] == split).any()}
+    parts = {
+        n: r.split(split).set_index("study_id")
+        for n, r in zip(names, runs, strict=True)
+        if (r.predictions["split"] == split).any()
+    }
     if not parts:
         return None
     (first_name, first), *others = parts.items()
@@ -71,12 +84,14 @@ def _aligned_split(runs: Sequence[Run], names: Sequence[str], split: str):
             raise EvaluationInputError(
                 f"split {split!r}: runs {first_name!r} and {name!r} have different studies "
                 f"({only_first} only in the first, {only_other} only in the second); a paired "
-                "comparison needs the same test set")
+                "comparison needs the same test set"
+            )
         disagree = part.loc[first.index, "label"].to_numpy() != first["label"].to_numpy()
         if disagree.any():
             raise EvaluationInputError(
                 f"split {split!r}: runs {first_name!r} and {name!r} disagree on the label of "
-                f"{int(disagree.sum())} studies, e.g. {first.index[disagree][0]!r}")
+                f"{int(disagree.sum())} studies, e.g. {first.index[disagree][0]!r}"
+            )
     study_ids = first.index.to_numpy()
     scores = {n: p.loc[study_ids, "probability"].to_numpy() for n, p in parts.items()}
     # Patients cluster the studies for every CI and test (Obuchowski; the patient bootstrap).
@@ -91,8 +106,10 @@ def _reader_split(readers: pd.DataFrame, runs: Sequence[Run]) -> str:
     splits = readers["study_id"].map(split_of.groupby(level=0).first())
     counts = splits.value_counts().to_dict()
     if len(counts) != 1 or next(iter(counts)) not in TEST_SPLITS:
-        raise EvaluationInputError(f"readers must score the studies of one test split "
-                                   f"{list(TEST_SPLITS)}; their studies fall in {counts}")
+        raise EvaluationInputError(
+            f"readers must score the studies of one test split "
+            f"{list(TEST_SPLITS)}; their studies fall in {counts}"
+        )
     return next(iter(counts))
 
 
@@ -136,9 +153,12 @@ def planned_analysis(runs: Sequence[Run]) -> tuple[str, list[str] | None]:
         raise EvaluationInputError(
             f"the runs' config.yaml name different analyses (evaluation.primary "
             f"{sorted(primaries)}, evaluation.comparisons {sorted(comparisons)}); pass "
-            "--primary and --compare to choose one")
-    return (primaries.pop() if primaries else DEFAULT_PRIMARY,
-            list(comparisons.pop()) if comparisons else None)
+            "--primary and --compare to choose one"
+        )
+    return (
+        primaries.pop() if primaries else DEFAULT_PRIMARY,
+        list(comparisons.pop()) if comparisons else None,
+    )
 
 
 def run_seed(run: Run):
@@ -148,10 +168,13 @@ def run_seed(run: Run):
 
 def _display_names(runs: Sequence[Run], keys: Sequence[str]) -> list[str]:
     """Model keys, made unique with the folder name when several runs share one (seeds)."""
-    names = [f"{k} ({r.path.name})" if keys.count(k) > 1 else k
-             for k, r in zip(keys, runs, strict=True)]
-    names = [f"{k} ({r.path})" if names.count(n) > 1 else n
-             for n, k, r in zip(names, keys, runs, strict=True)]
+    names = [
+        f"{k} ({r.path.name})" if keys.count(k) > 1 else k for k, r in zip(keys, runs, strict=True)
+    ]
+    names = [
+        f"{k} ({r.path})" if names.count(n) > 1 else n
+        for n, k, r in zip(names, keys, runs, strict=True)
+    ]
     if len(set(names)) < len(names):
         raise EvaluationInputError(f"the same run folder is given twice: {names}")
     return names
@@ -169,8 +192,12 @@ class ComparisonPlan:
     comparisons: tuple[str, ...]  # model keys and "reader:<name>"
 
 
-def plan_comparisons(keys: Sequence[str], reader_names: Sequence[str], primary: str | None,
-                     comparisons: Sequence[str] | None) -> ComparisonPlan:
+def plan_comparisons(
+    keys: Sequence[str],
+    reader_names: Sequence[str],
+    primary: str | None,
+    comparisons: Sequence[str] | None,
+) -> ComparisonPlan:
     """Check the pre-specified primary and comparisons against the runs given. The reference
     is never chosen from results: with several models, the primary must be named."""
     models = list(dict.fromkeys(keys))
@@ -178,25 +205,30 @@ def plan_comparisons(keys: Sequence[str], reader_names: Sequence[str], primary: 
     if primary is None or (len(models) == 1 and primary not in models):
         if len(models) != 1:
             raise EvaluationInputError(
-                f"name the primary model (--primary / evaluation.primary); the runs hold "
-                f"{models}")
+                f"name the primary model (--primary / evaluation.primary); the runs hold {models}"
+            )
         primary = models[0]
     if primary not in models:
         raise PrimaryNotFoundError(
             f"the primary model {primary!r} is not among the runs given (models: {models}); "
-            "pass its run folder or name another with --primary")
+            "pass its run folder or name another with --primary"
+        )
     default = [m for m in models if m != primary] + readers
     if comparisons is None:
         chosen = default
     else:
         chosen = []
         for item in comparisons:
-            key = item if item in models or item.startswith("reader:") else (
-                f"reader:{item}" if f"reader:{item}" in readers else item)
+            key = (
+                item
+                if item in models or item.startswith("reader:")
+                else (f"reader:{item}" if f"reader:{item}" in readers else item)
+            )
             if key not in default:
                 raise EvaluationInputError(
                     f"comparison {item!r} is not among the runs and readers given "
-                    f"(available: {default}); the primary is {primary!r}")
+                    f"(available: {default}); the primary is {primary!r}"
+                )
             chosen.append(key)
     return ComparisonPlan(primary, tuple(chosen))
 
@@ -218,28 +250,38 @@ def build_comparison_table(
     CI, ``compared_with`` and ``n_compared``. With several runs of one model (seeds), each is
     compared with the primary's run of the same seed (else the primary's first run)."""
     if not any(r.predictions["split"].isin(TEST_SPLITS).any() for r in runs):
-        raise EvaluationInputError(f"none of the runs has test predictions {list(TEST_SPLITS)}: "
-                                   f"{[str(r.path) for r in runs]}")
+        raise EvaluationInputError(
+            f"none of the runs has test predictions {list(TEST_SPLITS)}: "
+            f"{[str(r.path) for r in runs]}"
+        )
     keys = [model_key(r) for r in runs]
     names = _display_names(runs, keys)
     reader_names = [] if readers is None else sorted(readers["reader"].unique())
     plan = plan_comparisons(keys, reader_names, primary, comparisons)
     seeds = [run_seed(r) for r in runs]
     primary_runs = [n for n, k in zip(names, keys, strict=True) if k == plan.primary]
-    primary_by_seed = {s: n for n, k, s in zip(names, keys, seeds, strict=True)
-                       if k == plan.primary}
-    rows = {n: {"kind": "model", "name": n, "model": k, "seed": s, "source": str(r.path)}
-            for n, k, s, r in zip(names, keys, seeds, runs, strict=True)}
+    primary_by_seed = {
+        s: n for n, k, s in zip(names, keys, seeds, strict=True) if k == plan.primary
+    }
+    rows = {
+        n: {"kind": "model", "name": n, "model": k, "seed": s, "source": str(r.path)}
+        for n, k, s, r in zip(names, keys, seeds, runs, strict=True)
+    }
     reader_split = _reader_split(readers, runs) if readers is not None else None
     for reader in reader_names:
-        rows[f"reader:{reader}"] = {"kind": "reader", "name": reader, "model": reader,
-                                    "source": "readers"}
+        rows[f"reader:{reader}"] = {
+            "kind": "reader",
+            "name": reader,
+            "model": reader,
+            "source": "readers",
+        }
     for split in TEST_SPLITS:
         aligned = _aligned_split(runs, names, split)
         if aligned is None:
             if split == reader_split:
-                raise EvaluationInputError(f"readers score {split!r} studies but no run has "
-                                           f"{split!r} predictions")
+                raise EvaluationInputError(
+                    f"readers score {split!r} studies but no run has {split!r} predictions"
+                )
             continue
         labels, study_ids, scores, patients = aligned
         estimates = {}
@@ -253,16 +295,32 @@ def build_comparison_table(
             row = rows[name]
             key = row["model"]
             reference = primary_by_seed.get(row["seed"], primary_runs[0])
-            row.update({f"{split}_n": len(labels), f"{split}_n_positive": int(labels.sum()),
-                        f"{split}_auc": estimate.auc, f"{split}_auc_ci_low": estimate.ci_low,
-                        f"{split}_auc_ci_high": estimate.ci_high,
-                        f"{split}_auc_ci_method": estimate.method})
+            row.update(
+                {
+                    f"{split}_n": len(labels),
+                    f"{split}_n_positive": int(labels.sum()),
+                    f"{split}_auc": estimate.auc,
+                    f"{split}_auc_ci_low": estimate.ci_low,
+                    f"{split}_auc_ci_high": estimate.ci_high,
+                    f"{split}_auc_ci_method": estimate.method,
+                }
+            )
             if key == plan.primary:
                 row[f"{split}_compared_with"] = REFERENCE
             elif key in plan.comparisons:
-                row.update(_paired(labels, scores[reference], score_b=scores[name],
-                                   patients=patients, split=split, reference=reference,
-                                   level=confidence_level, n_bootstrap=n_bootstrap, seed=seed))
+                row.update(
+                    _paired(
+                        labels,
+                        scores[reference],
+                        score_b=scores[name],
+                        patients=patients,
+                        split=split,
+                        reference=reference,
+                        level=confidence_level,
+                        n_bootstrap=n_bootstrap,
+                        seed=seed,
+                    )
+                )
                 family.append((name, row[f"{split}_p_value"]))
         if split == reader_split:
             position = pd.Series(np.arange(len(study_ids)), index=study_ids)
@@ -274,19 +332,34 @@ def build_comparison_table(
                 try:
                     estimate = _auc_estimate(y, reader_scores, sub_patients, confidence_level)
                 except ValueError as err:
-                    raise EvaluationInputError(f"reader {reader!r}, split {split!r}: {err}") \
-                        from err
+                    raise EvaluationInputError(
+                        f"reader {reader!r}, split {split!r}: {err}"
+                    ) from err
                 row = rows[f"reader:{reader}"]
-                row.update({
-                    f"{split}_n": len(y), f"{split}_n_positive": int(y.sum()),
-                    f"{split}_auc": estimate.auc, f"{split}_auc_ci_low": estimate.ci_low,
-                    f"{split}_auc_ci_high": estimate.ci_high,
-                    f"{split}_auc_ci_method": estimate.method})
+                row.update(
+                    {
+                        f"{split}_n": len(y),
+                        f"{split}_n_positive": int(y.sum()),
+                        f"{split}_auc": estimate.auc,
+                        f"{split}_auc_ci_low": estimate.ci_low,
+                        f"{split}_auc_ci_high": estimate.ci_high,
+                        f"{split}_auc_ci_method": estimate.method,
+                    }
+                )
                 if f"reader:{reader}" in plan.comparisons:
-                    row.update(_paired(y, scores[reference][index], score_b=reader_scores,
-                                       patients=sub_patients, split=split, reference=reference,
-                                       level=confidence_level, n_bootstrap=n_bootstrap,
-                                       seed=seed))
+                    row.update(
+                        _paired(
+                            y,
+                            scores[reference][index],
+                            score_b=reader_scores,
+                            patients=sub_patients,
+                            split=split,
+                            reference=reference,
+                            level=confidence_level,
+                            n_bootstrap=n_bootstrap,
+                            seed=seed,
+                        )
+                    )
                     # The primary model on exactly the reader's studies, like for like.
                     row[f"{split}_reference_auc_same_studies"] = row.pop(f"{split}_auc_a")
                     family.append((f"reader:{reader}", row[f"{split}_p_value"]))
@@ -318,8 +391,9 @@ def _auc_estimate(labels, scores, patients, level):
         return dataclasses.replace(fallback, method="delong, study level (too few patients)")
 
 
-def _paired(labels, score_a, *, score_b, patients, split, reference, level, n_bootstrap,
-            seed) -> dict:
+def _paired(
+    labels, score_a, *, score_b, patients, split, reference, level, n_bootstrap, seed
+) -> dict:
     """Obuchowski's paired test of the primary (a) against b, and the bootstrap CI of the
     AUC difference a - b (patients resampled, both AUCs on the same resample)."""
     method = "obuchowski paired" if patients is not None else "delong paired"
@@ -333,17 +407,28 @@ def _paired(labels, score_a, *, score_b, patients, split, reference, level, n_bo
             test = clustered_paired_test(labels, score_a, score_b, None)
             method = "delong paired, study level (too few patients)"
     except ValueError as err:
-        raise EvaluationInputError(f"split {split!r}, comparison with {reference!r}: {err}") \
-            from err
-    result = {f"{split}_compared_with": reference, f"{split}_p_value": test.p_value,
-              f"{split}_n_compared": test.n, f"{split}_auc_difference": test.difference,
-              f"{split}_auc_a": test.auc_a, f"{split}_p_method": method}
+        raise EvaluationInputError(
+            f"split {split!r}, comparison with {reference!r}: {err}"
+        ) from err
+    result = {
+        f"{split}_compared_with": reference,
+        f"{split}_p_value": test.p_value,
+        f"{split}_n_compared": test.n,
+        f"{split}_auc_difference": test.difference,
+        f"{split}_auc_a": test.auc_a,
+        f"{split}_p_method": method,
+    }
     if n_bootstrap > 0:
         labels = np.asarray(labels)
         a, b = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
         boot = patient_index_bootstrap(
             lambda i: _auc_unchecked(labels[i], a[i]) - _auc_unchecked(labels[i], b[i]),
-            labels, patients, n_resamples=n_bootstrap, confidence_level=level, seed=seed)
+            labels,
+            patients,
+            n_resamples=n_bootstrap,
+            confidence_level=level,
+            seed=seed,
+        )
         result[f"{split}_auc_difference_ci_low"] = float(boot.ci_low[0])
         result[f"{split}_auc_difference_ci_high"] = float(boot.ci_high[0])
     return result
@@ -361,34 +446,49 @@ def format_comparison_markdown(table: pd.DataFrame, confidence_level: float = 0.
         cells = [record["name"] if record["kind"] == "model" else f"Reader: {record['name']}"]
         for split in splits:
             auc = record.get(f"{split}_auc")
-            cells.append(format_ci(auc, (record.get(f"{split}_auc_ci_low"),
-                                         record.get(f"{split}_auc_ci_high"))))
+            cells.append(
+                format_ci(
+                    auc, (record.get(f"{split}_auc_ci_low"), record.get(f"{split}_auc_ci_high"))
+                )
+            )
             if record.get(f"{split}_compared_with") == REFERENCE:
                 cells += ["primary", REFERENCE]
             else:
-                cells.append(format_ci(record.get(f"{split}_auc_difference"),
-                                       (record.get(f"{split}_auc_difference_ci_low"),
-                                        record.get(f"{split}_auc_difference_ci_high"))))
+                cells.append(
+                    format_ci(
+                        record.get(f"{split}_auc_difference"),
+                        (
+                            record.get(f"{split}_auc_difference_ci_low"),
+                            record.get(f"{split}_auc_difference_ci_high"),
+                        ),
+                    )
+                )
                 cells.append(format_p_value(record.get(f"{split}_p_value_holm")))
         rows.append(cells)
     plan = table.attrs.get("plan")
     notes = []
     if plan is not None:
-        notes.append(f"Primary model (pre-specified): {plan.primary}; comparisons: "
-                     f"{', '.join(plan.comparisons) or 'none'}.")
+        notes.append(
+            f"Primary model (pre-specified): {plan.primary}; comparisons: "
+            f"{', '.join(plan.comparisons) or 'none'}."
+        )
     for split in splits:
         models = table[(table["kind"] == "model") & table[f"{split}_n"].notna()]
         n_positive = models[f"{split}_n_positive"]
         if len(models):
-            notes.append(f"{SPLIT_TITLES[split]}: {int(models[f'{split}_n'].iloc[0])} studies, "
-                         f"{int(n_positive.iloc[0])} positive.")
+            notes.append(
+                f"{SPLIT_TITLES[split]}: {int(models[f'{split}_n'].iloc[0])} studies, "
+                f"{int(n_positive.iloc[0])} positive."
+            )
         readers = table[(table["kind"] == "reader") & table[f"{split}_n"].notna()]
         for record in readers.to_dict("records"):
             same = record.get(f"{split}_reference_auc_same_studies")
             if same is not None and same == same:
-                notes.append(f"Reader {record['name']} scored {int(record[f'{split}_n'])} "
-                             f"{SPLIT_TITLES[split].lower()} studies; the primary model's AUC "
-                             f"on the same studies is {same:.3f}.")
+                notes.append(
+                    f"Reader {record['name']} scored {int(record[f'{split}_n'])} "
+                    f"{SPLIT_TITLES[split].lower()} studies; the primary model's AUC "
+                    f"on the same studies is {same:.3f}."
+                )
     methods = {m for s in splits for m in table.get(f"{s}_auc_ci_method", pd.Series()).dropna()}
     clustered = "obuchowski" in methods
     notes.append(
@@ -396,7 +496,8 @@ def format_comparison_markdown(table: pd.DataFrame, confidence_level: float = 0.
         ". Difference: primary minus this row's AUC, with its patient-bootstrap percentile CI. "
         f"P: two-sided paired {'Obuchowski' if clustered else 'DeLong'} test against the "
         "primary model on the same studies; Holm-corrected over exactly the pre-specified "
-        "comparisons within a test set.")
+        "comparisons within a test set."
+    )
     return markdown_table(headers, rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
@@ -428,16 +529,19 @@ def seed_summary(table: pd.DataFrame, confidence_level: float = 0.95) -> tuple[p
             each = "; ".join(
                 f"{format_ci(r[f'{split}_auc'], (r[f'{split}_auc_ci_low'], r[f'{split}_auc_ci_high']))}"  # noqa: E501
                 f" [seed {_seed_text(r.get('seed'))}]"
-                for r in group.to_dict("records") if r.get(f"{split}_auc") == r.get(f"{split}_auc")
-                and r.get(f"{split}_auc") is not None)
-            cells += ["-" if mean is None else
-                      f"{mean:.3f}" + ("" if sd is None else f" +- {sd:.3f}"), each or "-"]
+                for r in group.to_dict("records")
+                if r.get(f"{split}_auc") == r.get(f"{split}_auc")
+                and r.get(f"{split}_auc") is not None
+            )
+            cells += [
+                "-" if mean is None else f"{mean:.3f}" + ("" if sd is None else f" +- {sd:.3f}"),
+                each or "-",
+            ]
         records.append(record)
         rows.append(cells)
     headers = ["Model", "runs"]
     for split in splits:
-        headers += [f"{SPLIT_TITLES[split]} AUC mean +- SD",
-                    f"each run: AUC ({level} CI) [seed]"]
+        headers += [f"{SPLIT_TITLES[split]} AUC mean +- SD", f"each run: AUC ({level} CI) [seed]"]
     return pd.DataFrame(records), markdown_table(headers, rows) + "\n"
 
 
@@ -465,8 +569,14 @@ def compare_runs(
         readers = load_readers(readers_path, pd.concat([r.predictions for r in runs]))
     configured_primary, configured_comparisons = planned_analysis(runs)
     table = build_comparison_table(
-        runs, readers, confidence_level, primary or configured_primary,
-        comparisons if comparisons is not None else configured_comparisons, n_bootstrap, seed)
+        runs,
+        readers,
+        confidence_level,
+        primary or configured_primary,
+        comparisons if comparisons is not None else configured_comparisons,
+        n_bootstrap,
+        seed,
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = _display_names(runs, [model_key(r) for r in runs])
@@ -491,24 +601,25 @@ def compare_runs(
             position = pd.Series(np.arange(len(study_ids)), index=study_ids)
             for reader, scored in readers.groupby("reader"):
                 index = position.loc[scored["study_id"]].to_numpy()
-                reader_points.append(ReaderPoints(f"Reader {reader}", labels[index],
-                                                  scored["score"].to_numpy()))
-        files[f"roc_{split}"] = plot_roc(series, out_dir / f"roc_{split}.png",
-                                         f"{SPLIT_TITLES[split]}: ROC", reader_points)
+                reader_points.append(
+                    ReaderPoints(f"Reader {reader}", labels[index], scored["score"].to_numpy())
+                )
+        files[f"roc_{split}"] = plot_roc(
+            series, out_dir / f"roc_{split}.png", f"{SPLIT_TITLES[split]}: ROC", reader_points
+        )
         panels[SPLIT_TITLES[split]] = [(n, labels, s) for n, s in scores.items()]
-    files["reliability"] = plot_reliability(panels, out_dir / "reliability.png",
-                                            reliability_bins)
+    files["reliability"] = plot_reliability(panels, out_dir / "reliability.png", reliability_bins)
     markdown = format_comparison_markdown(table, confidence_level)
     seeds_table, seeds_markdown = seed_summary(table, confidence_level)
     if (seeds_table["n_runs"] > 1).any():
         markdown += "\n## Runs per model (seeds)\n\n" + seeds_markdown
     files["csv"] = out_dir / "comparison.csv"
     write_text_atomic(files["csv"], neutralise_formulas(table).to_csv(index=False))
-    files["seeds_csv"] = write_text_atomic(out_dir / "seeds.csv",
-                                           neutralise_formulas(seeds_table).to_csv(index=False))
-    images = "\n".join(f"![{p.stem}]({p.name})" for k, p in files.items()
-                       if p.suffix == ".png")
-    files["markdown"] = write_text_atomic(out_dir / "comparison.md",
-                                          "# Model comparison\n\n" + markdown + "\n" + images
-                                          + "\n")
+    files["seeds_csv"] = write_text_atomic(
+        out_dir / "seeds.csv", neutralise_formulas(seeds_table).to_csv(index=False)
+    )
+    images = "\n".join(f"![{p.stem}]({p.name})" for k, p in files.items() if p.suffix == ".png")
+    files["markdown"] = write_text_atomic(
+        out_dir / "comparison.md", "# Model comparison\n\n" + markdown + "\n" + images + "\n"
+    )
     return ComparisonResult(table, markdown, files)

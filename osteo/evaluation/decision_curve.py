@@ -36,8 +36,9 @@ def net_benefit(y_true, y_prob, threshold: float) -> float:
     """Net benefit of calling positive every study with probability >= ``threshold``."""
     if not 0 < threshold < 1:
         raise ValueError(f"a DCA threshold must be in (0, 1), got {threshold}")
-    labels, prob = check_binary_inputs(y_true, y_prob, require_both_classes=False,
-                                       score_name="y_prob")
+    labels, prob = check_binary_inputs(
+        y_true, y_prob, require_both_classes=False, score_name="y_prob"
+    )
     calls = prob >= threshold
     n = labels.shape[0]
     tp = np.sum(calls & (labels == 1))
@@ -47,14 +48,17 @@ def net_benefit(y_true, y_prob, threshold: float) -> float:
 
 def decision_curve(y_true, y_prob, thresholds=DEFAULT_DCA_THRESHOLDS) -> pd.DataFrame:
     """``threshold, net_benefit_model, net_benefit_treat_all, net_benefit_treat_none``."""
-    labels, _ = check_binary_inputs(y_true, y_prob, require_both_classes=False,
-                                    score_name="y_prob")
+    labels, _ = check_binary_inputs(y_true, y_prob, require_both_classes=False, score_name="y_prob")
     prevalence = float(labels.mean())
     rows = []
     for t in thresholds:
         odds = t / (1 - t)
-        rows.append({"threshold": float(t),
-                     "net_benefit_model": net_benefit(labels, y_prob, t),
-                     "net_benefit_treat_all": prevalence - (1 - prevalence) * odds,
-                     "net_benefit_treat_none": 0.0})
+        rows.append(
+            {
+                "threshold": float(t),
+                "net_benefit_model": net_benefit(labels, y_prob, t),
+                "net_benefit_treat_all": prevalence - (1 - prevalence) * odds,
+                "net_benefit_treat_none": 0.0,
+            }
+        )
     return pd.DataFrame(rows)

@@ -36,16 +36,19 @@ def format_p_value(p) -> str:
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Fixed-width table for a terminal: first column left-aligned, the rest right-aligned."""
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
+        for i, h in enumerate(headers)
+    ]
 
     def line(cells) -> str:
-        parts = [str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        parts = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "  ".join(parts).rstrip()
 
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths),
-                      *(line(r) for r in rows)])
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
 def markdown_table(
@@ -53,6 +56,7 @@ def markdown_table(
 ) -> str:
     """GitHub-flavoured Markdown table: the first ``left_columns`` (labels) left-aligned, the
     rest (numbers) right-aligned; pipes in cells are escaped."""
+
     def cells(values) -> str:
         return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
 

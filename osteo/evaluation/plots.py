@@ -68,16 +68,33 @@ def plot_roc(
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="chance")
     for item in series:
         fpr, tpr, _ = roc_curve(item.y_true, item.y_score)
-        line, = axes.plot(fpr, tpr, linewidth=1.8,
-                          label=f"{item.label} (AUC {roc_auc(item.y_true, item.y_score):.3f})")
+        (line,) = axes.plot(
+            fpr,
+            tpr,
+            linewidth=1.8,
+            label=f"{item.label} (AUC {roc_auc(item.y_true, item.y_score):.3f})",
+        )
         if item.threshold is not None:
             called = item.y_score >= item.threshold
             positive = item.y_true == 1
-            axes.plot(np.mean(called[~positive]), np.mean(called[positive]), marker="o",
-                      markersize=7, markerfacecolor="white", color=line.get_color())
+            axes.plot(
+                np.mean(called[~positive]),
+                np.mean(called[positive]),
+                marker="o",
+                markersize=7,
+                markerfacecolor="white",
+                color=line.get_color(),
+            )
     if any(item.threshold is not None for item in series):
-        axes.plot([], [], marker="o", markerfacecolor="white", color="grey", linestyle="none",
-                  label="operating point (val threshold)")
+        axes.plot(
+            [],
+            [],
+            marker="o",
+            markerfacecolor="white",
+            color="grey",
+            linestyle="none",
+            label="operating point (val threshold)",
+        )
     markers = "sD^vP*X"
     for index, reader in enumerate(readers):
         positive = reader.y_true == 1
@@ -85,11 +102,25 @@ def plot_roc(
         # A reader "calls positive" at cut-off c when their score >= c (e.g. >= 4 of 5).
         fpr = [np.mean(reader.scores[~positive] >= c) for c in cutoffs]
         tpr = [np.mean(reader.scores[positive] >= c) for c in cutoffs]
-        axes.plot(fpr, tpr, linestyle="--", linewidth=0.8, marker=markers[index % len(markers)],
-                  markersize=6, color="black", alpha=0.4 + 0.6 / (index + 1),
-                  label=f"{reader.label} (AUC {roc_auc(reader.y_true, reader.scores):.3f})")
-    axes.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 - specificity",
-             ylabel="sensitivity", title=title, aspect="equal")
+        axes.plot(
+            fpr,
+            tpr,
+            linestyle="--",
+            linewidth=0.8,
+            marker=markers[index % len(markers)],
+            markersize=6,
+            color="black",
+            alpha=0.4 + 0.6 / (index + 1),
+            label=f"{reader.label} (AUC {roc_auc(reader.y_true, reader.scores):.3f})",
+        )
+    axes.set(
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+        xlabel="1 - specificity",
+        ylabel="sensitivity",
+        title=title,
+        aspect="equal",
+    )
     axes.legend(loc="lower right", fontsize=7)
     return _save(figure, path)
 
@@ -115,10 +146,12 @@ def plot_reliability(
         top.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
         for label, y_true, y_prob in series:
             bins = reliability_bins(y_true, y_prob, n_bins, strategy)
-            line, = top.plot(bins.mean_predicted, bins.observed_rate, marker="o", markersize=4,
-                             label=label)
-            bottom.hist(y_prob, bins=np.linspace(0, 1, n_bins + 1), histtype="step",
-                        color=line.get_color())
+            (line,) = top.plot(
+                bins.mean_predicted, bins.observed_rate, marker="o", markersize=4, label=label
+            )
+            bottom.hist(
+                y_prob, bins=np.linspace(0, 1, n_bins + 1), histtype="step", color=line.get_color()
+            )
         top.set(xlim=(0, 1), ylim=(-0.02, 1.02), ylabel="observed positive rate", title=title)
         top.legend(loc="upper left", fontsize=7)
         bottom.set(xlabel="predicted probability", ylabel="studies")

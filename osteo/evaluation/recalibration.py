@@ -80,15 +80,18 @@ class Recalibrator:
 def fit_recalibration(method: str, y_val, prob_val) -> Recalibrator:
     """Fit ``method`` (none, platt, isotonic) on validation labels and probabilities."""
     if method not in RECALIBRATION_METHODS:
-        raise ValueError(f"unknown recalibration {method!r}; expected one of "
-                         f"{list(RECALIBRATION_METHODS)}")
+        raise ValueError(
+            f"unknown recalibration {method!r}; expected one of {list(RECALIBRATION_METHODS)}"
+        )
     if method == "none":
         return Recalibrator("none", {})
     y = np.asarray(y_val, dtype=np.float64)
     prob = np.asarray(prob_val, dtype=np.float64)
     if y.min() == y.max():
-        raise ValueError(f"{method} recalibration needs both classes in val; "
-                         f"all {y.shape[0]} val studies have label {int(y[0])}")
+        raise ValueError(
+            f"{method} recalibration needs both classes in val; "
+            f"all {y.shape[0]} val studies have label {int(y[0])}"
+        )
     if method == "platt":
         from osteo.evaluation.calibration import _newton_logistic
 
@@ -98,5 +101,6 @@ def fit_recalibration(method: str, y_val, prob_val) -> Recalibrator:
     from sklearn.isotonic import IsotonicRegression
 
     model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(prob, y)
-    return Recalibrator("isotonic", {"x": model.X_thresholds_.tolist(),
-                                     "y": model.y_thresholds_.tolist()})
+    return Recalibrator(
+        "isotonic", {"x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist()}
+    )

@@ -124,23 +124,40 @@ def _auc_with_ci(y_true, y_prob, patients, confidence_level) -> dict:
     """Clustered (Obuchowski) AUC CI, the study-level DeLong CI beside it for reference."""
     n_positive = int(np.sum(y_true))
     if not 0 < n_positive < len(y_true):
-        return {"auc": None, "auc_ci": None, "auc_variance": None,
-                "auc_ci_method": "none: the split has one class"}
+        return {
+            "auc": None,
+            "auc_ci": None,
+            "auc_variance": None,
+            "auc_ci_method": "none: the split has one class",
+        }
     if min(n_positive, len(y_true) - n_positive) < 2:
-        return {"auc": roc_auc(y_true, y_prob), "auc_ci": None, "auc_variance": None,
-                "auc_ci_method": "none: fewer than 2 positive or 2 negative studies"}
+        return {
+            "auc": roc_auc(y_true, y_prob),
+            "auc_ci": None,
+            "auc_variance": None,
+            "auc_ci_method": "none: fewer than 2 positive or 2 negative studies",
+        }
     delong = delong_auc(y_true, y_prob, confidence_level)
     result = {"auc": delong.auc, "auc_ci_delong_study_level": delong.ci}
     try:
         clustered = clustered_auc(y_true, y_prob, patients, confidence_level)
     except ValueError as err:  # fewer than 2 patients of a class: the study-level CI only
-        result.update({"auc_ci": delong.ci, "auc_variance": delong.variance,
-                       "auc_ci_method": f"delong, study level ({err})"})
+        result.update(
+            {
+                "auc_ci": delong.ci,
+                "auc_variance": delong.variance,
+                "auc_ci_method": f"delong, study level ({err})",
+            }
+        )
         return result
-    method = ("obuchowski: clustered by patient (Obuchowski 1997)" if patients is not None
-              else "delong: no patient ids, each study its own patient")
-    result.update({"auc_ci": clustered.ci, "auc_variance": clustered.variance,
-                   "auc_ci_method": method})
+    method = (
+        "obuchowski: clustered by patient (Obuchowski 1997)"
+        if patients is not None
+        else "delong: no patient ids, each study its own patient"
+    )
+    result.update(
+        {"auc_ci": clustered.ci, "auc_variance": clustered.variance, "auc_ci_method": method}
+    )
     return result
 
 
@@ -177,11 +194,19 @@ def _split_metrics(
     wilson = {f"{k}_ci_wilson": rates[f"{k}_ci"] for k in RATE_NAMES}
     rates_method = "wilson score interval (study level)" if operating_point else None
     if n_bootstrap > 0 and operating_point:
-        boot = bootstrap_rates(y_true, y_prob, threshold, patients, n_resamples=n_bootstrap,
-                               confidence_level=confidence_level, seed=seed)
+        boot = bootstrap_rates(
+            y_true,
+            y_prob,
+            threshold,
+            patients,
+            n_resamples=n_bootstrap,
+            confidence_level=confidence_level,
+            seed=seed,
+        )
         rates.update({f"{k}_ci": v for k, v in boot.items()})
-        rates_method = ("patient" if patients is not None else "study") + \
-            " bootstrap, percentile, stratified by label"
+        rates_method = (
+            "patient" if patients is not None else "study"
+        ) + " bootstrap, percentile, stratified by label"
     metrics = {
         "n": len(part),
         "n_positive": n_positive,
@@ -196,29 +221,50 @@ def _split_metrics(
         "reliability": reliability_bins(y_true, y_prob, ece_bins).to_dict(),
     }
     if both_classes:
-        metrics.update(calibration_with_ci(
-            y_true, y_prob, patients, n_resamples=min(n_bootstrap, 1000),
-            confidence_level=confidence_level, seed=seed))
+        metrics.update(
+            calibration_with_ci(
+                y_true,
+                y_prob,
+                patients,
+                n_resamples=min(n_bootstrap, 1000),
+                confidence_level=confidence_level,
+                seed=seed,
+            )
+        )
         metrics["calibration_curve"] = smoothed_calibration_curve(
-            y_true, y_prob, patients, n_resamples=min(n_bootstrap, CALIBRATION_CURVE_RESAMPLES),
-            confidence_level=confidence_level, seed=seed)
+            y_true,
+            y_prob,
+            patients,
+            n_resamples=min(n_bootstrap, CALIBRATION_CURVE_RESAMPLES),
+            confidence_level=confidence_level,
+            seed=seed,
+        )
         if "probability_uncorrected" in part:
             before = part["probability_uncorrected"].to_numpy()
             fit = calibration_slope_intercept(y_true, before)
             metrics["calibration_before_correction"] = {
-                "calibration_slope": fit.slope, "calibration_intercept": fit.intercept,
+                "calibration_slope": fit.slope,
+                "calibration_intercept": fit.intercept,
                 "calibration_in_the_large": fit.calibration_in_the_large,
-                "ece": expected_calibration_error(y_true, before, ece_bins)}
+                "ece": expected_calibration_error(y_true, before, ece_bins),
+            }
         if "site" in part and part["site"].nunique() > 1:
             metrics["calibration_by_site"] = _calibration_by_site(
-                part, confidence_level, min(n_bootstrap, 1000), seed)
+                part, confidence_level, min(n_bootstrap, 1000), seed
+            )
     else:
         metrics["calibration_note"] = "one class only: no calibration slope or intercept"
     metrics["decision_curve"] = decision_curve(y_true, y_prob, dca_thresholds).to_dict("list")
     if triage is not None:
-        metrics["triage"] = apply_triage(y_true, y_prob, triage, patients,
-                                         n_resamples=n_bootstrap if both_classes else 0,
-                                         confidence_level=confidence_level, seed=seed)
+        metrics["triage"] = apply_triage(
+            y_true,
+            y_prob,
+            triage,
+            patients,
+            n_resamples=n_bootstrap if both_classes else 0,
+            confidence_level=confidence_level,
+            seed=seed,
+        )
     if n_bootstrap > 0 and metrics["auc_variance"] is not None:
         boot = bootstrap_auc_ci(
             y_true,
@@ -232,7 +278,8 @@ def _split_metrics(
         metrics["bootstrap_unit"] = boot.unit
     if {"tscore", "tscore_pred"} <= set(part.columns):
         metrics["tscore_regression"] = tscore_metrics(
-            part["tscore"], part["tscore_pred"], y_true, patients, confidence_level)
+            part["tscore"], part["tscore_pred"], y_true, patients, confidence_level
+        )
     subgroups = {}
     if "sex" in part:
         subgroups["sex"] = [
@@ -257,9 +304,16 @@ def _calibration_by_site(part: pd.DataFrame, confidence_level, n_bootstrap, seed
         y = group["label"].to_numpy()
         row = {"site": str(site), "n": len(group), "n_positive": int(y.sum())}
         if 0 < y.sum() < len(y):
-            row.update(calibration_with_ci(y, group["probability"].to_numpy(),
-                                           _patients(group), n_resamples=n_bootstrap,
-                                           confidence_level=confidence_level, seed=seed))
+            row.update(
+                calibration_with_ci(
+                    y,
+                    group["probability"].to_numpy(),
+                    _patients(group),
+                    n_resamples=n_bootstrap,
+                    confidence_level=confidence_level,
+                    seed=seed,
+                )
+            )
         else:
             row["calibration_note"] = "one class only at this site"
         rows.append(row)
@@ -269,8 +323,7 @@ def _calibration_by_site(part: pd.DataFrame, confidence_level, n_bootstrap, seed
 def recalibrate(predictions: pd.DataFrame, method: str):
     """``(predictions with recalibrated probability, the Recalibrator)``, fitted on val."""
     val = predictions[predictions["split"] == "val"]
-    recalibrator = fit_recalibration(method, val["label"].to_numpy(),
-                                     val["probability"].to_numpy())
+    recalibrator = fit_recalibration(method, val["label"].to_numpy(), val["probability"].to_numpy())
     if recalibrator.method != "none":
         predictions = predictions.copy()
         predictions["probability_before_recalibration"] = predictions["probability"]
@@ -328,8 +381,9 @@ def compute_run_metrics(
                 threshold_method,
                 target_sensitivity,
             )
-            triage = choose_triage(val["label"].to_numpy(), val["probability"].to_numpy(),
-                                   triage_npv, triage_ppv)
+            triage = choose_triage(
+                val["label"].to_numpy(), val["probability"].to_numpy(), triage_npv, triage_ppv
+            )
         except ValueError as err:
             raise EvaluationInputError(f"{source}, split 'val': {err}") from err
     for split in present:
@@ -359,8 +413,7 @@ def compute_run_metrics(
         "missing_splits": [s for s in EVALUATED_SPLITS if s not in present],
         "cluster_unit": "patient" if PATIENT_COLUMN in predictions else "study",
         "bootstrap_interval": "percentile",
-        "recalibration": {"method": recalibrator.method, "fitted_on": "val",
-                          **recalibrator.params},
+        "recalibration": {"method": recalibrator.method, "fitted_on": "val", **recalibrator.params},
         "prior_shift_corrected": "probability_uncorrected" in predictions,
         "triage_rule": triage.to_dict() if triage is not None else None,
         "dca_thresholds": [float(t) for t in dca_thresholds],
@@ -435,8 +488,9 @@ def _describe_threshold(settings: dict) -> str:
     )
 
 
-def _report_markdown(name: str, metrics: dict, plots: list[Path],
-                     tripod: list[str] | None = None) -> str:
+def _report_markdown(
+    name: str, metrics: dict, plots: list[Path], tripod: list[str] | None = None
+) -> str:
     settings = metrics[SETTINGS_KEY]
     splits = [s for s in EVALUATED_SPLITS if s in metrics]
     level = f"{100 * settings['confidence_level']:g}%"
@@ -570,33 +624,52 @@ def evaluate_run(run_dir: str | Path, **settings) -> dict:
                 plot_roc([series], run.path / f"roc_{name}.png", f"{SPLIT_TITLES[name]}: ROC")
             )
     panels = {
-        SPLIT_TITLES[s]: [(run.name, split(s)["label"].to_numpy(),
-                           split(s)["probability"].to_numpy())]
+        SPLIT_TITLES[s]: [
+            (run.name, split(s)["label"].to_numpy(), split(s)["probability"].to_numpy())
+        ]
         for s in splits
     }
     plots.append(
         plot_reliability(panels, run.path / "reliability.png", metrics[SETTINGS_KEY]["ece_bins"])
     )
-    curves = {SPLIT_TITLES[s]: metrics[s]["calibration_curve"] for s in splits
-              if "calibration_curve" in metrics[s]}
+    curves = {
+        SPLIT_TITLES[s]: metrics[s]["calibration_curve"]
+        for s in splits
+        if "calibration_curve" in metrics[s]
+    }
     if curves:
         plots.append(plot_smoothed_calibration(curves, run.path / "calibration_curve.png"))
     dca = {s: pd.DataFrame(metrics[s]["decision_curve"]) for s in splits}
-    write_text_atomic(run.path / "decision_curve.csv", pd.concat(
-        [frame.assign(split=s) for s, frame in dca.items()], ignore_index=True
-    ).to_csv(index=False))
-    plots.append(plot_decision_curves({SPLIT_TITLES[s]: f for s, f in dca.items()},
-                                      run.path / "decision_curve.png"))
+    write_text_atomic(
+        run.path / "decision_curve.csv",
+        pd.concat([frame.assign(split=s) for s, frame in dca.items()], ignore_index=True).to_csv(
+            index=False
+        ),
+    )
+    plots.append(
+        plot_decision_curves(
+            {SPLIT_TITLES[s]: f for s, f in dca.items()}, run.path / "decision_curve.png"
+        )
+    )
     if {"tscore", "tscore_pred"} <= set(predictions.columns):
         tests = predictions[predictions["split"].isin(TEST_SPLITS)]
         tests = tests[tests["tscore"].notna() & tests["tscore_pred"].notna()]
         if len(tests) > 2:
-            plots.append(plot_bland_altman(tests["tscore"], tests["tscore_pred"],
-                                           run.path / "bland_altman.png",
-                                           "T-score: test sets"))
+            plots.append(
+                plot_bland_altman(
+                    tests["tscore"],
+                    tests["tscore_pred"],
+                    run.path / "bland_altman.png",
+                    "T-score: test sets",
+                )
+            )
     curves = plot_training_curves(
-        {stage: run.path / CSV_LOG_DIR / stage / "metrics.csv"
-         for stage in ("segmentation", "classifier")}, run.path / "training_curves.png")
+        {
+            stage: run.path / CSV_LOG_DIR / stage / "metrics.csv"
+            for stage in ("segmentation", "classifier")
+        },
+        run.path / "training_curves.png",
+    )
     if curves is not None:
         plots.append(curves)
     tripod = tripod_section(run.path, predictions, metrics)

@@ -26,8 +26,16 @@ __all__ = [
 ]
 
 PREDICTION_COLUMNS = ("study_id", "split", "probability", "label")
-OPTIONAL_PREDICTION_COLUMNS = ("patient_id_hash", "sex", "age", "site", "study_date", "tscore",
-                               "tscore_pred", "probability_uncorrected")
+OPTIONAL_PREDICTION_COLUMNS = (
+    "patient_id_hash",
+    "sex",
+    "age",
+    "site",
+    "study_date",
+    "tscore",
+    "tscore_pred",
+    "probability_uncorrected",
+)
 READER_COLUMNS = ("study_id", "reader", "score")
 KNOWN_SPLITS = ("train", "val", "internal_test", "external_test")
 EVALUATED_SPLITS = ("val", "internal_test", "external_test")
@@ -50,15 +58,26 @@ def _read_csv(path: Path, required: tuple[str, ...], what: str) -> pd.DataFrame:
         raise EvaluationInputError(f"{path}: {what} file not found")
     try:
         # study ids stay strings ("007" must not become 7) so they match across files.
-        table = pd.read_csv(path, dtype={"study_id": str, "patient_id_hash": str, "reader": str,
-                                         "split": str, "sex": str, "site": str})
+        table = pd.read_csv(
+            path,
+            dtype={
+                "study_id": str,
+                "patient_id_hash": str,
+                "reader": str,
+                "split": str,
+                "sex": str,
+                "site": str,
+            },
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise EvaluationInputError(f"{path}: cannot read {what} CSV: {err}") from err
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in required if c not in table.columns]
     if missing:
-        raise EvaluationInputError(f"{path}: missing column(s) {missing}; a {what} file needs "
-                                   f"{list(required)}, found {list(table.columns)}")
+        raise EvaluationInputError(
+            f"{path}: missing column(s) {missing}; a {what} file needs "
+            f"{list(required)}, found {list(table.columns)}"
+        )
     if table.empty:
         raise EvaluationInputError(f"{path}: no rows")
     blank_ids = table["study_id"].isna() | (table["study_id"].str.strip() == "")
@@ -73,8 +92,9 @@ def _numeric(table: pd.DataFrame, column: str, path: Path) -> pd.Series:
     bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
     if bad.any():
         examples = table.loc[bad, column].head(3).tolist()
-        raise EvaluationInputError(f"{path}: column '{column}' needs a finite number at "
-                                   f"{_rows(bad)} (found {examples})")
+        raise EvaluationInputError(
+            f"{path}: column '{column}' needs a finite number at {_rows(bad)} (found {examples})"
+        )
     return values.astype(float)
 
 
@@ -89,32 +109,41 @@ def load_predictions(path: str | Path) -> pd.DataFrame:
     unknown = ~table["split"].isin(KNOWN_SPLITS)
     if unknown.any():
         names = sorted(set(table.loc[unknown, "split"].astype(str)))
-        raise EvaluationInputError(f"{path}: column 'split' has unknown value(s) {names} at "
-                                   f"{_rows(unknown)}; expected one of {list(KNOWN_SPLITS)}")
+        raise EvaluationInputError(
+            f"{path}: column 'split' has unknown value(s) {names} at "
+            f"{_rows(unknown)}; expected one of {list(KNOWN_SPLITS)}"
+        )
     table["probability"] = _numeric(table, "probability", path)
     outside = (table["probability"] < 0) | (table["probability"] > 1)
     if outside.any():
-        raise EvaluationInputError(f"{path}: column 'probability' must be in [0, 1] "
-                                   f"(found {table.loc[outside, 'probability'].head(3).tolist()} "
-                                   f"at {_rows(outside)})")
+        raise EvaluationInputError(
+            f"{path}: column 'probability' must be in [0, 1] "
+            f"(found {table.loc[outside, 'probability'].head(3).tolist()} "
+            f"at {_rows(outside)})"
+        )
     labels = _numeric(table, "label", path)
     not_binary = ~labels.isin((0.0, 1.0))
     if not_binary.any():
-        raise EvaluationInputError(f"{path}: column 'label' must be 0 or 1 "
-                                   f"(found {labels[not_binary].head(3).tolist()} "
-                                   f"at {_rows(not_binary)})")
+        raise EvaluationInputError(
+            f"{path}: column 'label' must be 0 or 1 "
+            f"(found {labels[not_binary].head(3).tolist()} "
+            f"at {_rows(not_binary)})"
+        )
     table["label"] = labels.astype(int)
     duplicated = table["study_id"].duplicated(keep=False)
     if duplicated.any():
         raise EvaluationInputError(
             f"{path}: study_id must be unique; {table.loc[duplicated, 'study_id'].nunique()} "
             f"id(s) repeat, e.g. {table.loc[duplicated, 'study_id'].iloc[0]!r} at "
-            f"{_rows(duplicated)}")
+            f"{_rows(duplicated)}"
+        )
     if "patient_id_hash" in table.columns:
         blank = table["patient_id_hash"].isna()
         if blank.any():
-            raise EvaluationInputError(f"{path}: column 'patient_id_hash' is empty at "
-                                       f"{_rows(blank)}; fill it for every row or drop the column")
+            raise EvaluationInputError(
+                f"{path}: column 'patient_id_hash' is empty at "
+                f"{_rows(blank)}; fill it for every row or drop the column"
+            )
     if "age" in table.columns:  # missing ages are allowed: they form the "missing" age band
         table["age"] = pd.to_numeric(table["age"], errors="coerce")
     return table
@@ -135,8 +164,10 @@ def load_readers(path: str | Path, predictions: pd.DataFrame | None = None) -> p
     duplicated = table.duplicated(["study_id", "reader"], keep=False)
     if duplicated.any():
         first = table.loc[duplicated].iloc[0]
-        raise EvaluationInputError(f"{path}: reader {first['reader']!r} scores study "
-                                   f"{first['study_id']!r} more than once ({_rows(duplicated)})")
+        raise EvaluationInputError(
+            f"{path}: reader {first['reader']!r} scores study "
+            f"{first['study_id']!r} more than once ({_rows(duplicated)})"
+        )
     if predictions is not None:
         known = set(predictions["study_id"])
         unknown = ~table["study_id"].isin(known)
@@ -151,7 +182,8 @@ def load_readers(path: str | Path, predictions: pd.DataFrame | None = None) -> p
             ids = table.loc[unknown, "study_id"].unique()
             raise EvaluationInputError(
                 f"{path}: {len(ids)} study_id(s) not in the predictions, e.g. {ids[:3].tolist()} "
-                f"({_rows(unknown)}); readers must score studies the models predicted")
+                f"({_rows(unknown)}); readers must score studies the models predicted"
+            )
     return table
 
 

@@ -50,33 +50,41 @@ def check_binary_inputs(
     labels = np.asarray(y_true)
     scores = np.asarray(y_score, dtype=np.float64)
     if labels.ndim != 1 or scores.ndim != 1:
-        raise ValueError(f"y_true and {score_name} must be 1-D, got shapes "
-                         f"{labels.shape} and {scores.shape}")
+        raise ValueError(
+            f"y_true and {score_name} must be 1-D, got shapes {labels.shape} and {scores.shape}"
+        )
     if labels.shape[0] != scores.shape[0]:
-        raise ValueError(f"y_true and {score_name} have different lengths "
-                         f"({labels.shape[0]} vs {scores.shape[0]})")
+        raise ValueError(
+            f"y_true and {score_name} have different lengths "
+            f"({labels.shape[0]} vs {scores.shape[0]})"
+        )
     if labels.shape[0] == 0:
         raise ValueError(f"no studies: y_true and {score_name} are empty")
     n_bad_scores = int(np.count_nonzero(~np.isfinite(scores)))
     if n_bad_scores:
         first = int(np.flatnonzero(~np.isfinite(scores))[0])
-        raise ValueError(f"{score_name} contains {n_bad_scores} NaN or infinite value(s) "
-                         f"(first at position {first}); drop or fix those studies first")
+        raise ValueError(
+            f"{score_name} contains {n_bad_scores} NaN or infinite value(s) "
+            f"(first at position {first}); drop or fix those studies first"
+        )
     try:
         numeric_labels = labels.astype(np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"y_true must hold 0/1 labels, got dtype {labels.dtype}") from err
     if not np.all(np.isin(numeric_labels, (0.0, 1.0))):
         bad = np.unique(labels[~np.isin(numeric_labels, (0.0, 1.0))])[:5]
-        raise ValueError(f"y_true must hold only 0/1 labels (NaN not allowed); "
-                         f"found {bad.tolist()}")
+        raise ValueError(
+            f"y_true must hold only 0/1 labels (NaN not allowed); found {bad.tolist()}"
+        )
     labels = numeric_labels.astype(np.int8)
     if require_both_classes:
         n_pos = int(labels.sum())
         if n_pos == 0 or n_pos == labels.shape[0]:
             only = "positive (1)" if n_pos else "negative (0)"
-            raise ValueError(f"only one class present in y_true: all {labels.shape[0]} studies "
-                             f"are {only}; AUC and sensitivity/specificity need both classes")
+            raise ValueError(
+                f"only one class present in y_true: all {labels.shape[0]} studies "
+                f"are {only}; AUC and sensitivity/specificity need both classes"
+            )
     return labels, scores
 
 
@@ -142,8 +150,10 @@ def delong_covariance(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
     m = int(labels.sum())
     n = labels.shape[0] - m
     if m < 2 or n < 2:
-        raise ValueError(f"DeLong variance needs at least 2 positive and 2 negative studies, "
-                         f"got {m} positive and {n} negative")
+        raise ValueError(
+            f"DeLong variance needs at least 2 positive and 2 negative studies, "
+            f"got {m} positive and {n} negative"
+        )
     aucs, v10, v01 = _delong_placements(labels, scores)
     cov = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
     return aucs, cov
@@ -179,8 +189,15 @@ def delong_auc(y_true, y_score, confidence_level: float = 0.95) -> AUCEstimate:
     auc, variance = float(aucs[0]), float(max(cov[0, 0], 0.0))
     half_width = ndtri(0.5 + confidence_level / 2) * np.sqrt(variance)
     m = int(labels.sum())
-    return AUCEstimate(auc, variance, max(auc - half_width, 0.0), min(auc + half_width, 1.0),
-                       confidence_level, m, labels.shape[0] - m)
+    return AUCEstimate(
+        auc,
+        variance,
+        max(auc - half_width, 0.0),
+        min(auc + half_width, 1.0),
+        confidence_level,
+        m,
+        labels.shape[0] - m,
+    )
 
 
 @dataclass(frozen=True)
@@ -217,8 +234,15 @@ def delong_paired_test(y_true, y_score_a, y_score_b) -> PairedDeLongResult:
     else:
         z = difference / np.sqrt(variance)
         p_value = float(2 * ndtr(-abs(z)))
-    return PairedDeLongResult(float(aucs[0]), float(aucs[1]), difference, max(variance, 0.0),
-                              float(z), p_value, int(labels.shape[0]))
+    return PairedDeLongResult(
+        float(aucs[0]),
+        float(aucs[1]),
+        difference,
+        max(variance, 0.0),
+        float(z),
+        p_value,
+        int(labels.shape[0]),
+    )
 
 
 def holm_adjust(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -265,8 +289,10 @@ def _patient_groups(patient_ids, n_studies: int):
         return np.arange(n_studies), np.arange(n_studies), np.ones(n_studies, dtype=np.int64)
     ids = np.asarray(patient_ids)
     if ids.shape != (n_studies,):
-        raise ValueError(f"patient_ids has length {ids.shape[0] if ids.ndim else 0}, "
-                         f"expected one per study ({n_studies})")
+        raise ValueError(
+            f"patient_ids has length {ids.shape[0] if ids.ndim else 0}, "
+            f"expected one per study ({n_studies})"
+        )
     if ids.dtype.kind in "fc" and np.any(np.isnan(ids)):
         raise ValueError("patient_ids contains NaN; every study needs its patient")
     if ids.dtype == object and any(v is None or v != v for v in ids):
@@ -307,8 +333,11 @@ def patient_bootstrap(
     # A patient is positive when any of their studies is: label changes over time are rare
     # and stratifying on "ever positive" keeps every positive study in the positive stratum.
     patient_positive = np.maximum.reduceat(labels[order], starts) > 0
-    strata = ([np.flatnonzero(patient_positive), np.flatnonzero(~patient_positive)]
-              if stratify else [np.arange(counts.shape[0])])
+    strata = (
+        [np.flatnonzero(patient_positive), np.flatnonzero(~patient_positive)]
+        if stratify
+        else [np.arange(counts.shape[0])]
+    )
     rng = np.random.default_rng(seed)
     values, skipped = [], 0
     for _ in range(n_resamples):
@@ -327,9 +356,16 @@ def patient_bootstrap(
     distribution = np.asarray(values, dtype=np.float64)
     alpha = 1 - confidence_level
     low, high = np.percentile(distribution, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return BootstrapResult(estimate, float(low), float(high), confidence_level,
-                           distribution.shape[0], skipped,
-                           "study" if patient_ids is None else "patient", distribution)
+    return BootstrapResult(
+        estimate,
+        float(low),
+        float(high),
+        confidence_level,
+        distribution.shape[0],
+        skipped,
+        "study" if patient_ids is None else "patient",
+        distribution,
+    )
 
 
 def bootstrap_auc_ci(y_true, y_score, patient_ids=None, **kwargs) -> BootstrapResult:

@@ -30,8 +30,11 @@ def age_band_names(edges: Sequence[float] = DEFAULT_AGE_EDGES) -> list[str]:
 
     names = [f"<{fmt(edges[0])}"]
     for low, high in zip(edges[:-1], edges[1:], strict=True):
-        upper = fmt(high - 1) if float(low).is_integer() and float(high).is_integer() else \
-            f"<{fmt(high)}"
+        upper = (
+            fmt(high - 1)
+            if float(low).is_integer() and float(high).is_integer()
+            else f"<{fmt(high)}"
+        )
         names.append(f"{fmt(low)}-{upper}")
     names.append(f">={fmt(edges[-1])}")
     return names
@@ -77,10 +80,16 @@ def subgroup_aucs(
     labels, scores = check_binary_inputs(y_true, y_score, require_both_classes=False)
     groups = np.asarray(groups, dtype=object)
     if groups.shape != labels.shape:
-        raise ValueError(f"groups has length {groups.shape[0]}, expected one per study "
-                         f"({labels.shape[0]})")
-    names = np.array([MISSING_GROUP if g is None or (isinstance(g, float) and np.isnan(g))
-                      else str(g) for g in groups], dtype=object)
+        raise ValueError(
+            f"groups has length {groups.shape[0]}, expected one per study ({labels.shape[0]})"
+        )
+    names = np.array(
+        [
+            MISSING_GROUP if g is None or (isinstance(g, float) and np.isnan(g)) else str(g)
+            for g in groups
+        ],
+        dtype=object,
+    )
     results = []
     present = set(names)
     ranked = [g for g in (order or []) if g in present]
@@ -90,9 +99,17 @@ def subgroup_aucs(
         mask = names == name
         n, n_positive = int(mask.sum()), int(labels[mask].sum())
         if min(n_positive, n - n_positive) < 2:
-            results.append(SubgroupAUC(name, n, n_positive, None, None,
-                                       f"needs >= 2 positives and >= 2 negatives "
-                                       f"(has {n_positive} and {n - n_positive})"))
+            results.append(
+                SubgroupAUC(
+                    name,
+                    n,
+                    n_positive,
+                    None,
+                    None,
+                    f"needs >= 2 positives and >= 2 negatives "
+                    f"(has {n_positive} and {n - n_positive})",
+                )
+            )
             continue
         estimate = delong_auc(labels[mask], scores[mask], confidence_level)
         results.append(SubgroupAUC(name, n, n_positive, estimate.auc, estimate.ci))

@@ -60,8 +60,9 @@ def select_threshold(
         return float(thresholds[int(np.argmax(tpr - fpr))])  # argmax: first = highest
     if method == "sensitivity":
         if target_sensitivity is None or not 0 < target_sensitivity <= 1:
-            raise ValueError("method='sensitivity' needs target_sensitivity in (0, 1], "
-                             f"got {target_sensitivity}")
+            raise ValueError(
+                f"method='sensitivity' needs target_sensitivity in (0, 1], got {target_sensitivity}"
+            )
         # tpr is non-decreasing as the threshold falls, and reaches 1 at the lowest score.
         return float(thresholds[int(np.argmax(tpr >= target_sensitivity - 1e-12))])
     raise ValueError(f"unknown threshold method {method!r}; expected one of {THRESHOLD_METHODS}")
@@ -140,6 +141,20 @@ def binary_metrics_at_threshold(
     specificity, specificity_ci = rate(tn, tn + fp)
     ppv, ppv_ci = rate(tp, tp + fp)
     npv, npv_ci = rate(tn, tn + fn)
-    return BinaryMetrics(float(threshold), tp, fp, tn, fn, sensitivity, sensitivity_ci,
-                         specificity, specificity_ci, ppv, ppv_ci, npv, npv_ci,
-                         (tp + tn) / labels.shape[0], confidence_level)
+    return BinaryMetrics(
+        float(threshold),
+        tp,
+        fp,
+        tn,
+        fn,
+        sensitivity,
+        sensitivity_ci,
+        specificity,
+        specificity_ci,
+        ppv,
+        ppv_ci,
+        npv,
+        npv_ci,
+        (tp + tn) / labels.shape[0],
+        confidence_level,
+    )

@@ -41,10 +41,16 @@ def plot_training_curves(logs: Mapping[str, str | Path], path: str | Path) -> Pa
     figure = _new_figure(10.0, 3.6 * len(tables))
     axes = figure.subplots(len(tables), 2, squeeze=False)
     for row, (name, table) in enumerate(tables.items()):
-        losses = [c for c in _pick(table.columns, "loss", "loss_epoch")
-                  if not c.endswith("_step") and table[c].notna().any()]
-        scores = [c for c in _pick(table.columns, "val/auc", "train/auc", "val_dice")
-                  if table[c].notna().any()]
+        losses = [
+            c
+            for c in _pick(table.columns, "loss", "loss_epoch")
+            if not c.endswith("_step") and table[c].notna().any()
+        ]
+        scores = [
+            c
+            for c in _pick(table.columns, "val/auc", "train/auc", "val_dice")
+            if table[c].notna().any()
+        ]
         for column in losses:
             values = table[["epoch", column]].dropna()
             axes[row, 0].plot(values["epoch"], values[column], marker=".", label=column)
@@ -52,8 +58,7 @@ def plot_training_curves(logs: Mapping[str, str | Path], path: str | Path) -> Pa
             values = table[["epoch", column]].dropna()
             axes[row, 1].plot(values["epoch"], values[column], marker=".", label=column)
         axes[row, 0].set_title(f"{name}: loss per epoch")
-        axes[row, 1].set_title(f"{name}: validation " + ("AUC" if "classifier" in name
-                                                         else "Dice"))
+        axes[row, 1].set_title(f"{name}: validation " + ("AUC" if "classifier" in name else "Dice"))
         for axis in axes[row]:
             axis.set_xlabel("epoch")
             if axis.get_legend_handles_labels()[0]:

@@ -20,8 +20,18 @@ from osteo.versions import library_versions
 
 __all__ = ["USER_ITEMS", "software_versions", "tripod_section"]
 
-PACKAGES = ("osteo", "torch", "lightning", "monai", "pyradiomics-bhklab", "numpy", "scipy",
-            "scikit-learn", "statsmodels", "pandas")
+PACKAGES = (
+    "osteo",
+    "torch",
+    "lightning",
+    "monai",
+    "pyradiomics-bhklab",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "statsmodels",
+    "pandas",
+)
 
 USER_ITEMS = (
     "1-2 Title and abstract (structured, per TRIPOD+AI for Abstracts)",
@@ -67,10 +77,20 @@ def _split_table(predictions: pd.DataFrame, data_figures: dict) -> str:
     train = data_figures.get("train")
     if "train" not in set(predictions["split"]) and isinstance(train, dict):
         # The training split is not predicted; its counts come from the data stage.
-        rows.append(["train", str(train.get("studies", "-")), str(train.get("patients", "-")),
-                     str(train.get("positives", "-")),
-                     format_number(100 * train["positives"] / train["studies"], 1) + "%"
-                     if train.get("studies") else "-", "-", "-", "-"])
+        rows.append(
+            [
+                "train",
+                str(train.get("studies", "-")),
+                str(train.get("patients", "-")),
+                str(train.get("positives", "-")),
+                format_number(100 * train["positives"] / train["studies"], 1) + "%"
+                if train.get("studies")
+                else "-",
+                "-",
+                "-",
+                "-",
+            ]
+        )
     for split, part in predictions.groupby("split", sort=False):
         n_patients = part["patient_id_hash"].nunique() if "patient_id_hash" in part else None
         dates = "-"
@@ -80,12 +100,31 @@ def _split_table(predictions: pd.DataFrame, data_figures: dict) -> str:
                 dates = f"{d.min():%Y-%m-%d} to {d.max():%Y-%m-%d}"
         sites = ", ".join(sorted(map(str, part["site"].unique()))) if "site" in part else "-"
         missing_age = int(part["age"].isna().sum()) if "age" in part else None
-        rows.append([split, str(len(part)), "-" if n_patients is None else str(n_patients),
-                     str(int(part["label"].sum())),
-                     format_number(part["label"].mean() * 100, 1) + "%", sites, dates,
-                     "-" if missing_age is None else str(missing_age)])
-    return markdown_table(("split", "studies", "patients", "events (osteoporosis)",
-                           "prevalence", "sites", "study dates", "missing age"), rows)
+        rows.append(
+            [
+                split,
+                str(len(part)),
+                "-" if n_patients is None else str(n_patients),
+                str(int(part["label"].sum())),
+                format_number(part["label"].mean() * 100, 1) + "%",
+                sites,
+                dates,
+                "-" if missing_age is None else str(missing_age),
+            ]
+        )
+    return markdown_table(
+        (
+            "split",
+            "studies",
+            "patients",
+            "events (osteoporosis)",
+            "prevalence",
+            "sites",
+            "study dates",
+            "missing age",
+        ),
+        rows,
+    )
 
 
 def tripod_section(run_dir: str | Path, predictions: pd.DataFrame, metrics: dict) -> list[str]:
@@ -97,23 +136,36 @@ def tripod_section(run_dir: str | Path, predictions: pd.DataFrame, metrics: dict
     classifier = figures.get("classifier", {})
     splits = [s for s in ("val", "internal_test", "external_test") if s in metrics]
     described = metrics[next((s for s in reversed(splits) if s != "val"), splits[0])]
-    perf = [[s, format_ci(metrics[s]["auc"], metrics[s].get("auc_ci")),
-             format_ci(metrics[s].get("sensitivity"), metrics[s].get("sensitivity_ci")),
-             format_ci(metrics[s].get("specificity"), metrics[s].get("specificity_ci")),
-             format_ci(metrics[s].get("calibration_slope"), metrics[s].get("calibration_slope_ci")),
-             format_ci(metrics[s].get("calibration_in_the_large"),
-                       metrics[s].get("calibration_in_the_large_ci"))] for s in splits]
+    perf = [
+        [
+            s,
+            format_ci(metrics[s]["auc"], metrics[s].get("auc_ci")),
+            format_ci(metrics[s].get("sensitivity"), metrics[s].get("sensitivity_ci")),
+            format_ci(metrics[s].get("specificity"), metrics[s].get("specificity_ci")),
+            format_ci(metrics[s].get("calibration_slope"), metrics[s].get("calibration_slope_ci")),
+            format_ci(
+                metrics[s].get("calibration_in_the_large"),
+                metrics[s].get("calibration_in_the_large_ci"),
+            ),
+        ]
+        for s in splits
+    ]
     versions = software_versions()
     subgroup_kinds = sorted({k for s in splits for k in metrics[s].get("subgroups", {})})
     lines = [
-        "## TRIPOD+AI checklist (filled from this run)", "",
+        "## TRIPOD+AI checklist (filled from this run)",
+        "",
         "Items osteo can fill from the run; the numbers repeat the sections above. Item numbers "
-        "follow TRIPOD+AI (Collins et al. 2024).", "",
+        "follow TRIPOD+AI (Collins et al. 2024).",
+        "",
         f"- **Data source (5a)**: manifest `{data.get('manifest', 'not recorded')}`"
-        + (f", source `{data['source']}`" if data.get("source") else "") + ".",
+        + (f", source `{data['source']}`" if data.get("source") else "")
+        + ".",
         "- **Splits (5b, 12a)**: by patient (no patient in two splits); the external test is "
-        "the held-out site(s). Dates and sites per split:", "",
-        _split_table(predictions, figures.get("data", {})), "",
+        "the held-out site(s). Dates and sites per split:",
+        "",
+        _split_table(predictions, figures.get("data", {})),
+        "",
         "- **Missing data (7c)**: studies whose segmentation or ROI failed are listed in "
         "`stages.json` and excluded before prediction; a missing age is kept and forms its own "
         "age band; no imputation of the outcome.",
@@ -125,21 +177,39 @@ def tripod_section(run_dir: str | Path, predictions: pd.DataFrame, metrics: dict
         f"- **Threshold and calibration (12e, 15)**: threshold chosen on val by "
         f"{settings.get('threshold_method', '?')}; prior-shift correction "
         f"{'applied' if settings.get('prior_shift_corrected') else 'not applied'}"
-        + (f" (logit - {classifier['prior_shift_logit']}, training pos_weight "
-           f"{classifier.get('pos_weight')})" if classifier.get("prior_shift_logit") else "")
+        + (
+            f" (logit - {classifier['prior_shift_logit']}, training pos_weight "
+            f"{classifier.get('pos_weight')})"
+            if classifier.get("prior_shift_logit")
+            else ""
+        )
         + "; "
         f"recalibration {settings.get('recalibration', {}).get('method', 'none')}.",
         f"- **Statistical methods (12f)**: AUC CIs {described.get('auc_ci_method')}; "
         f"proportions {described.get('rates_ci_method')}; "
         f"{settings.get('n_bootstrap')} resamples, seed {settings.get('seed')}; see "
         "docs/evaluation.md.",
-        "- **Performance with CIs (20b)**:", "",
-        markdown_table(("split", "AUC", "sensitivity", "specificity", "calibration slope",
-                        "calibration-in-the-large"), perf), "",
+        "- **Performance with CIs (20b)**:",
+        "",
+        markdown_table(
+            (
+                "split",
+                "AUC",
+                "sensitivity",
+                "specificity",
+                "calibration slope",
+                "calibration-in-the-large",
+            ),
+            perf,
+        ),
+        "",
         f"- **Subgroups (20c)**: {', '.join(subgroup_kinds) or 'none available'} "
         "(section Subgroups).",
         "- **Software (12g)**: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
-        "", "Items the authors must write themselves:", "",
-        *(f"- [ ] {item}" for item in USER_ITEMS), "",
+        "",
+        "Items the authors must write themselves:",
+        "",
+        *(f"- [ ] {item}" for item in USER_ITEMS),
+        "",
     ]
     return lines

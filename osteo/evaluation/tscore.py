@@ -16,8 +16,7 @@ from osteo.evaluation.stats import roc_auc
 __all__ = ["tscore_metrics"]
 
 
-def tscore_metrics(tscore, tscore_pred, labels, patient_ids=None, confidence_level=0.95
-                   ) -> dict:
+def tscore_metrics(tscore, tscore_pred, labels, patient_ids=None, confidence_level=0.95) -> dict:
     measured = np.asarray(tscore, dtype=float)
     predicted = np.asarray(tscore_pred, dtype=float)
     labels = np.asarray(labels).astype(int)
@@ -30,12 +29,14 @@ def tscore_metrics(tscore, tscore_pred, labels, patient_ids=None, confidence_lev
     m, p, y = measured[keep], predicted[keep], labels[keep]
     diff = p - m
     sd = float(diff.std(ddof=1))
-    result.update({
-        "mae": float(np.mean(np.abs(diff))),
-        "pearson_r": float(np.corrcoef(m, p)[0, 1]) if np.ptp(m) and np.ptp(p) else None,
-        "bias": float(diff.mean()),
-        "limits_of_agreement": [float(diff.mean() - 1.96 * sd), float(diff.mean() + 1.96 * sd)],
-    })
+    result.update(
+        {
+            "mae": float(np.mean(np.abs(diff))),
+            "pearson_r": float(np.corrcoef(m, p)[0, 1]) if np.ptp(m) and np.ptp(p) else None,
+            "bias": float(diff.mean()),
+            "limits_of_agreement": [float(diff.mean() - 1.96 * sd), float(diff.mean() + 1.96 * sd)],
+        }
+    )
     patients = None if patient_ids is None else np.asarray(patient_ids)[keep]
     n_pos = int(y.sum())
     if n_pos == 0 or n_pos == n:
@@ -43,8 +44,9 @@ def tscore_metrics(tscore, tscore_pred, labels, patient_ids=None, confidence_lev
         return result
     try:
         estimate = clustered_auc(y, -p, patients, confidence_level)
-        result.update({"auc": estimate.auc, "auc_ci": list(estimate.ci),
-                       "auc_ci_method": estimate.method})
+        result.update(
+            {"auc": estimate.auc, "auc_ci": list(estimate.ci), "auc_ci_method": estimate.method}
+        )
     except ValueError as err:  # too few patients per class for a variance
         result.update({"auc": roc_auc(y, -p), "auc_ci": None, "auc_ci_method": f"none: {err}"})
     return result

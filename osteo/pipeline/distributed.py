@@ -107,6 +107,8 @@ def training_key_options(trainer_cfg: DictConfig) -> dict[str, Any]:
     if extra:
         options["extra"] = extra
     return options
+
+
 class _NoAdvertisements(logging.Filter):
     """Drops Lightning's "Tip: ... try installing litlogger / litmodels" promotions.
 

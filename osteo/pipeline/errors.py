@@ -54,9 +54,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(
         15, "RunFolderBusyError", "osteo.pipeline.context", "another live run holds this name"
     ),
-    ExitCode(
-        16, "IdentifierKeyError", "osteo.privacy", "the pseudonym key cannot be read or made"
-    ),
+    ExitCode(16, "IdentifierKeyError", "osteo.privacy", "the pseudonym key cannot be read or made"),
     ExitCode(17, "MaskFormatError", "osteo.data.masks", "a femur mask is not a 0/1/2 label map"),
 )
 INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
@@ -92,8 +90,11 @@ def one_line(err: BaseException, limit: int = 400) -> str:
 
 def exit_codes_help() -> str:
     """The epilog of ``tools/fit.py --help``: every exit code and what it means."""
-    rows = ["exit codes:", "  0    the run finished", "  1    unexpected error (a bug: "
-            "please report it with the traceback)"]
+    rows = [
+        "exit codes:",
+        "  0    the run finished",
+        "  1    unexpected error (a bug: please report it with the traceback)",
+    ]
     seen: dict[int, list[str]] = {}
     for entry in EXIT_CODES:
         seen.setdefault(entry.code, []).append(f"{entry.error}: {entry.meaning}")

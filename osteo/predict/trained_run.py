@@ -190,7 +190,8 @@ def load_trained_run(
     threshold, threshold_note = _threshold(metrics)
     try:
         recalibration = Recalibrator.from_record(
-            (metrics.get("settings") or {}).get("recalibration"))
+            (metrics.get("settings") or {}).get("recalibration")
+        )
     except ValueError as err:
         raise RunFolderError(f"{run_dir / 'metrics.json'}: {err}") from None
     module = _load_module(run_dir / "checkpoints" / "model.ckpt")

@@ -107,8 +107,9 @@ def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
     # CSV curves beside the cached model (not in the checkpoint folder, which Lightning wants
     # empty): training_curves.png needs no W&B server.
     csv_logger = CSVLogger(save_dir=str(out_dir), name="", version="logs")
-    trainer = build_trainer(ctx.cfg.trainer, seg.max_epochs, work, callbacks=callbacks,
-                            logger=csv_logger)
+    trainer = build_trainer(
+        ctx.cfg.trainer, seg.max_epochs, work, callbacks=callbacks, logger=csv_logger
+    )
     last = work / "last.ckpt"
     resume = str(last) if ctx.cfg.resume and last.is_file() else None
     if (
