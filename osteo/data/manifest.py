@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from osteo.constants import SPLITS
 from osteo.privacy import pseudonym
 from osteo.tables import write_csv
 
@@ -63,7 +64,7 @@ REQUIRED_COLUMNS = (
     "tscore",
 )
 OPTIONAL_COLUMNS = ("mask_path", "label", "split")
-SPLIT_NAMES = ("train", "val", "internal_test", "external_test")
+SPLIT_NAMES = SPLITS
 # Development studies of a patient who is also in a test cohort: kept out of training so no
 # patient is ever in two splits; counted and reported, never silently dropped.
 EXCLUDED_SPLIT = "excluded_overlap"

@@ -26,7 +26,7 @@ from osteo.evaluation.clustered import (
 )
 from osteo.evaluation.formatting import format_ci, format_p_value, markdown_table
 from osteo.evaluation.plots import ReaderPoints, ROCSeries, plot_reliability, plot_roc
-from osteo.evaluation.report import PATIENT_COLUMN, SPLIT_TITLES, write_text_atomic
+from osteo.evaluation.report import PATIENT_COLUMN, SPLIT_TITLES
 from osteo.evaluation.runs import (
     TEST_SPLITS,
     EvaluationInputError,
@@ -36,6 +36,7 @@ from osteo.evaluation.runs import (
 )
 from osteo.evaluation.stats import _auc_unchecked, holm_adjust
 from osteo.evaluation.thresholds import select_threshold
+from osteo.files import write_text_atomic
 from osteo.tables import neutralise_formulas
 
 __all__ = [

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +58,7 @@ from osteo.evaluation.training_curves import CSV_LOG_DIR, plot_training_curves
 from osteo.evaluation.triage import TriageRule, apply_triage, choose_triage
 from osteo.evaluation.tripod import tripod_section
 from osteo.evaluation.tscore import tscore_metrics
+from osteo.files import write_text_atomic
 
 __all__ = [
     "compute_run_metrics",
@@ -95,21 +94,6 @@ def to_jsonable(value):
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     return value
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write via a temporary file in the same folder and a rename: readers never see half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 PATIENT_COLUMN = "patient_id_hash"  # the cluster of inference: one patient's studies

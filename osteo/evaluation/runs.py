@@ -13,8 +13,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from osteo.constants import EVALUATED_SPLITS, SPLITS, TEST_SPLITS
+
 __all__ = [
     "EVALUATED_SPLITS",
+    "KNOWN_SPLITS",
+    "TEST_SPLITS",
     "EvaluationInputError",
     "PREDICTION_COLUMNS",
     "READER_COLUMNS",
@@ -37,9 +41,7 @@ OPTIONAL_PREDICTION_COLUMNS = (
     "probability_uncorrected",
 )
 READER_COLUMNS = ("study_id", "reader", "score")
-KNOWN_SPLITS = ("train", "val", "internal_test", "external_test")
-EVALUATED_SPLITS = ("val", "internal_test", "external_test")
-TEST_SPLITS = ("internal_test", "external_test")
+KNOWN_SPLITS = SPLITS
 
 
 class EvaluationInputError(ValueError):

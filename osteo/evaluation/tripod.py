@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from osteo.constants import EVALUATED_SPLITS
 from osteo.evaluation.formatting import format_ci, format_number, markdown_table
 from osteo.versions import library_versions
 
@@ -134,7 +135,7 @@ def tripod_section(run_dir: str | Path, predictions: pd.DataFrame, metrics: dict
     settings = metrics.get("settings", {})
     figures = _stage_figures(run_dir)
     classifier = figures.get("classifier", {})
-    splits = [s for s in ("val", "internal_test", "external_test") if s in metrics]
+    splits = [s for s in EVALUATED_SPLITS if s in metrics]
     described = metrics[next((s for s in reversed(splits) if s != "val"), splits[0])]
     perf = [
         [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from osteo.constants import SPLITS, TEST_SPLITS
 from osteo.pipeline.runner import RunResult
 
 __all__ = ["format_run_summary"]
@@ -10,7 +11,7 @@ __all__ = ["format_run_summary"]
 def _stage_highlights(name: str, figures: dict) -> str:
     if name == "data":
         parts = [f"{figures.get('studies', 0)} studies"]
-        for split in ("train", "val", "internal_test", "external_test"):
+        for split in SPLITS:
             if split in figures:
                 f = figures[split]
                 parts.append(f"{split} {f['studies']} ({f['positives']}+)")
@@ -20,7 +21,7 @@ def _stage_highlights(name: str, figures: dict) -> str:
         parts = [
             f"{split} Dice R/L {d['dice_right_mean']:.3f}/{d['dice_left_mean']:.3f}"
             for split, d in dice.items()
-            if split in ("internal_test", "external_test")
+            if split in TEST_SPLITS
         ]
         parts.append(
             f"masks {figures.get('masks', 0)} ({figures.get('mask_cache_hits', 0)} cached)"
