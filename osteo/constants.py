@@ -7,6 +7,7 @@ __all__ = [
     "RIGHT_FEMUR",
     "LEFT_FEMUR",
     "SPLITS",
+    "TRAINING_SPLITS",
     "MODEL_SPLITS",
     "EVALUATED_SPLITS",
     "TEST_SPLITS",
@@ -22,5 +23,6 @@ FEMUR_LABELS: tuple[tuple[str, int], ...] = (("right", RIGHT_FEMUR), ("left", LE
 # splits from the date range and the external sites.
 SPLITS: tuple[str, ...] = ("train", "val", "internal_test", "external_test")
 MODEL_SPLITS = SPLITS
+TRAINING_SPLITS: tuple[str, ...] = SPLITS[:2]  # a model is fitted on train, selected on val
 EVALUATED_SPLITS: tuple[str, ...] = ("val", "internal_test", "external_test")
 TEST_SPLITS: tuple[str, ...] = ("internal_test", "external_test")

@@ -240,6 +240,32 @@ def test_head_names_are_every_subset_in_canonical_order():
             canonical_head_name(bad)
 
 
+def test_head_name_is_parsed_once_per_settings(monkeypatch):
+    """The settings carry the parsed head: building the module from them (with the overrides
+    a run adds) parses ``head`` no more, and a bad name fails when the settings are made."""
+    import osteo.classification.heads as heads
+    import osteo.classification.hparams as hparams
+
+    calls = []
+    parse = heads.parse_head
+
+    def counting_parse(name):
+        calls.append(name)
+        return parse(name)
+
+    monkeypatch.setattr(hparams, "parse_head", counting_parse)
+    monkeypatch.setattr(heads, "parse_head", counting_parse)
+    settings = classifier_config(
+        {"head": "clinical_deep", "backbone": "small_cnn", "embed_dim": 8, "hidden": 8}
+    )
+    assert settings.head == "deep_clinical" and calls == ["clinical_deep"]
+    module = OsteoporosisModule(classifier_config(settings, pos_weight=2.0))
+    assert module.inputs == {"deep", "clinical"} and settings.inputs == module.config.inputs
+    assert calls == ["clinical_deep"]  # the module and create_head took the parsed head
+    with pytest.raises(ValueError, match="unknown head 'deep_images'"):
+        classifier_config({"head": "deep_images"})
+
+
 @pytest.mark.parametrize("aux", [False, True])
 @pytest.mark.parametrize("name", [*list_heads(), "all", "clinical_texture_deep"])
 def test_head_uses_only_its_inputs(name, aux):

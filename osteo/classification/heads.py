@@ -9,6 +9,9 @@ order: ``clinical``, ``texture``, ``deep``, ``texture_clinical``, ``deep_clinica
 Every head declares ``inputs``. A head without ``deep`` never needs the CNN or the images, so
 the data module skips loading them and the Lightning module builds no encoder.
 :func:`head_inputs` answers that question from the name alone, without building anything.
+:func:`parse_head` checks a name once and returns a :class:`HeadSpec` (canonical name and
+inputs) that settings carry, so later steps (the Lightning module, the data module) use it as is
+instead of checking the name again.
 
 The built-in head, :class:`FusionHead`: each used input gets a small branch (LayerNorm for the
 deep features, whose scale drifts while the CNN trains; texture and clinical arrive already
@@ -23,6 +26,7 @@ Custom heads register with :func:`register_head`; they must accept the keyword a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -34,10 +38,12 @@ __all__ = [
     "HEAD_ALIASES",
     "INPUTS",
     "FusionHead",
+    "HeadSpec",
     "canonical_head_name",
     "create_head",
     "head_inputs",
     "list_heads",
+    "parse_head",
     "register_head",
 ]
 
@@ -68,10 +74,19 @@ def _parse(name: str) -> tuple[str, ...] | None:
     return tuple(i for i in INPUTS if i in parts)
 
 
-def canonical_head_name(name: str) -> str:
-    """``clinical_deep`` -> ``deep_clinical``; ``all`` -> ``deep_texture_clinical``."""
+@dataclass(frozen=True)
+class HeadSpec:
+    """A checked head name: its canonical ``name`` and the ``inputs`` it uses."""
+
+    name: str
+    inputs: frozenset[str]
+    custom: bool = False  # registered with register_head (else a built-in input subset)
+
+
+def parse_head(name: str) -> HeadSpec:
+    """Check the head ``name`` (the one place that does) and return its :class:`HeadSpec`."""
     if name in CUSTOM_HEADS:
-        return name
+        return HeadSpec(name, frozenset(CUSTOM_HEADS.info(name)["inputs"]), custom=True)
     parsed = _parse(name)
     if parsed is None:
         custom = f", or one of {sorted(CUSTOM_HEADS)}" if CUSTOM_HEADS else ""
@@ -79,14 +94,17 @@ def canonical_head_name(name: str) -> str:
             f"unknown head {name!r}: use a subset of {INPUTS} joined by '_' "
             f"(e.g. 'deep_clinical') or 'all'{custom}"
         )
-    return "_".join(parsed)
+    return HeadSpec("_".join(parsed), frozenset(parsed))
+
+
+def canonical_head_name(name: str) -> str:
+    """``clinical_deep`` -> ``deep_clinical``; ``all`` -> ``deep_texture_clinical``."""
+    return parse_head(name).name
 
 
 def head_inputs(name: str) -> frozenset[str]:
     """The inputs the head ``name`` uses (``"deep" in head_inputs(n)`` = needs images)."""
-    if name in CUSTOM_HEADS:
-        return CUSTOM_HEADS.info(name)["inputs"]
-    return frozenset(canonical_head_name(name).split("_"))
+    return parse_head(name).inputs
 
 
 def list_heads() -> list[str]:
@@ -98,7 +116,7 @@ def list_heads() -> list[str]:
 
 
 def create_head(
-    name: str,
+    head: str | HeadSpec,
     deep_dim: int = 0,
     texture_dim: int = 0,
     clinical_dim: int = 3,
@@ -107,10 +125,12 @@ def create_head(
     aux_tscore: bool = False,
     **kwargs,
 ) -> nn.Module:
-    """Build the head ``name``. Dimensions of inputs it does not use are ignored."""
+    """Build ``head`` (a name, or a :class:`HeadSpec` already checked by :func:`parse_head`).
+    Dimensions of inputs it does not use are ignored."""
+    spec = head if isinstance(head, HeadSpec) else parse_head(head)
     dims = {"deep": deep_dim, "texture": texture_dim, "clinical": clinical_dim}
-    if name in CUSTOM_HEADS:
-        factory = CUSTOM_HEADS.get(name)
+    if spec.custom:
+        factory = CUSTOM_HEADS.get(spec.name)
         return factory(
             deep_dim=deep_dim,
             texture_dim=texture_dim,
@@ -120,7 +140,7 @@ def create_head(
             aux_tscore=aux_tscore,
             **kwargs,
         )
-    inputs = canonical_head_name(name).split("_")
+    inputs = [i for i in INPUTS if i in spec.inputs]  # canonical order, as the name spells it
     return FusionHead(
         {i: dims[i] for i in inputs},
         hidden=hidden,

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from osteo.classification.backbones import list_backbones
-from osteo.classification.heads import canonical_head_name, head_inputs
+from osteo.classification.heads import HeadSpec, parse_head
 from osteo.classification.siamese import COMBINE_MODES
+from osteo.constants import TEST_SPLITS, TRAINING_SPLITS
 
 __all__ = ["IMBALANCE_MODES", "SCHEDULERS", "ClassifierConfig", "classifier_config"]
 
@@ -55,11 +56,24 @@ class ClassifierConfig:
     focal_gamma: float = 2.0
 
     # Names of the test dataloaders, in order: metrics are logged as "<name>/auc" etc.
-    test_splits: list[str] = field(default_factory=lambda: ["internal_test", "external_test"])
+    test_splits: list[str] = field(default_factory=lambda: list(TEST_SPLITS))
+
+    @property
+    def head_spec(self) -> HeadSpec:
+        """The head checked once by :func:`classifier_config`; carried, not re-checked.
+
+        Kept out of the dataclass fields: the hyper-parameters saved in checkpoints (and the
+        keys built from them) stay the plain values above.
+        """
+        spec = self.__dict__.get("_head_spec")
+        if spec is None or spec.name != self.head:  # built directly, or ``head`` reassigned
+            spec = parse_head(self.head)
+            self.__dict__["_head_spec"] = spec
+        return spec
 
     @property
     def inputs(self) -> frozenset[str]:
-        return head_inputs(self.head)
+        return self.head_spec.inputs
 
     @property
     def uses_images(self) -> bool:
@@ -69,8 +83,13 @@ class ClassifierConfig:
 def classifier_config(config: Any = None, **overrides: Any) -> ClassifierConfig:
     """A validated :class:`ClassifierConfig` from a dataclass, a mapping (or DictConfig) and
     keyword overrides. An unknown key is an error that lists the known ones."""
+    spec = None
     if config is None:
         values: dict[str, Any] = {}
+    elif isinstance(config, ClassifierConfig):
+        values = dataclasses.asdict(config)
+        if "head" not in overrides:  # already checked: carry the parsed head over
+            spec = config.__dict__.get("_head_spec")
     elif dataclasses.is_dataclass(config) and not isinstance(config, type):
         values = dataclasses.asdict(config)
     elif isinstance(config, Mapping):
@@ -86,12 +105,15 @@ def classifier_config(config: Any = None, **overrides: Any) -> ClassifierConfig:
     if "test_splits" in values:
         values["test_splits"] = [str(s) for s in values["test_splits"]]  # ListConfig, tuple
     cfg = ClassifierConfig(**values)
-    _validate(cfg)
+    _validate(cfg, spec)
     return cfg
 
 
-def _validate(cfg: ClassifierConfig) -> None:
-    cfg.head = canonical_head_name(cfg.head)  # raises on an unknown head
+def _validate(cfg: ClassifierConfig, spec: HeadSpec | None = None) -> None:
+    if spec is None or spec.name != cfg.head:
+        spec = parse_head(cfg.head)  # raises on an unknown head
+    cfg.head = spec.name
+    cfg.__dict__["_head_spec"] = spec
     choices = {
         "backbone": list_backbones(),
         "combine": COMBINE_MODES,
@@ -112,7 +134,7 @@ def _validate(cfg: ClassifierConfig) -> None:
             raise ValueError(f"{key} must be > 0, got {getattr(cfg, key)}")
     if "texture" in cfg.inputs and cfg.texture_dim <= 0:
         raise ValueError(f"head {cfg.head!r} uses texture but texture_dim={cfg.texture_dim}")
-    names = ["train", "val", *cfg.test_splits]
+    names = [*TRAINING_SPLITS, *cfg.test_splits]
     if len(set(names)) != len(names) or any(not n or "." in n for n in names):
         raise ValueError(
             f"test_splits must be unique non-empty names without '.', other "

@@ -39,6 +39,7 @@ from osteo.classification.heads import create_head
 from osteo.classification.hparams import ClassifierConfig, classifier_config
 from osteo.classification.losses import binary_focal_loss_with_logits, masked_tscore_loss
 from osteo.classification.siamese import BilateralEncoder
+from osteo.constants import TRAINING_SPLITS
 
 __all__ = ["OsteoporosisModule"]
 
@@ -88,7 +89,7 @@ class OsteoporosisModule(pl.LightningModule):
             else None
         )
         self.head = create_head(
-            cfg.head,
+            cfg.head_spec,
             deep_dim=self.encoder.out_features if self.encoder is not None else 0,
             texture_dim=cfg.texture_dim,
             clinical_dim=cfg.clinical_dim,
@@ -100,7 +101,7 @@ class OsteoporosisModule(pl.LightningModule):
         self.register_buffer(
             "pos_weight", torch.tensor(float(cfg.pos_weight or 1.0)), persistent=False
         )
-        splits = ["train", "val", *cfg.test_splits]
+        splits = [*TRAINING_SPLITS, *cfg.test_splits]
         # Keyed "split_<name>": a bare "train" would clash with nn.Module.train.
         self.metrics = nn.ModuleDict({f"split_{s}": _classification_metrics(s) for s in splits})
         self.tscore_mae = nn.ModuleDict(

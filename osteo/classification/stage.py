@@ -20,7 +20,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from tqdm.auto import tqdm
 
 from osteo.classification.datamodule import HipDataModule
@@ -34,7 +34,7 @@ from osteo.files import atomic_path, write_json_atomic, write_text_atomic
 from osteo.hashing import digest, file_digest
 from osteo.pipeline.context import RunContext
 from osteo.pipeline.distributed import build_trainer, is_global_zero, training_key_options
-from osteo.pipeline.resume import RngStateCallback, every_epoch_checkpoint
+from osteo.pipeline.resume import resumable_callbacks
 from osteo.roi.stage import RoiOutput, roi_settings_from_config
 from osteo.segmentation.stage import SegmentationOutput
 
@@ -194,8 +194,10 @@ def classifier_settings(ctx: RunContext, texture_dim: int, pos_weight: float | N
 
     balance = ctx.cfg.train.class_balance
     imbalance = {"pos_weight": "pos_weight", "focal": "focal"}.get(balance, "none")
+    # The settings check_config made at start-up (head already parsed), else the config's.
+    checked = ctx.model_settings
     return classifier_config(
-        ctx.config_dict("model")["model"],
+        checked if checked is not None else ctx.config_dict("model")["model"],
         texture_dim=max(texture_dim, 1),
         imbalance=imbalance,
         pos_weight=pos_weight if imbalance == "pos_weight" else None,
@@ -348,20 +350,9 @@ def run_classifier_stage(
         else:
             L.seed_everything(ctx.cfg.seed, workers=True, verbose=False)
             module = OsteoporosisModule(settings)
-            callbacks = [
-                ModelCheckpoint(
-                    dirpath=ckpt_dir,
-                    filename="best",
-                    monitor="val/auc",
-                    mode="max",
-                    save_top_k=1,
-                    save_last=False,
-                ),
-                # last.ckpt after every epoch, with the RNG states: a killed run resumes
-                # where it stopped and ends as the uninterrupted run would (see resume.py).
-                every_epoch_checkpoint(ckpt_dir),
-                RngStateCallback(),
-            ]
+            # best.ckpt by val AUC; last.ckpt after every epoch, with the RNG states: a killed
+            # run resumes where it stopped and ends as the uninterrupted run would.
+            callbacks = resumable_callbacks(ckpt_dir, "val/auc")
             if train.early_stopping_patience > 0:
                 callbacks.append(
                     EarlyStopping("val/auc", mode="max", patience=train.early_stopping_patience)

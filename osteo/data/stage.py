@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from osteo.config import ConfigError
+from osteo.constants import TRAINING_SPLITS
 from osteo.data.io import set_max_megapixels
 from osteo.data.manifest import (
     EXCLUDED_SPLIT,
@@ -130,7 +131,7 @@ def run_data_stage(ctx: RunContext) -> CohortData:
                 "positives": int(part["label"].fillna(0).sum()),
             }
         record.figures = figures
-        missing = [n for n in ("train", "val") if figures[n]["studies"] == 0]
+        missing = [n for n in TRAINING_SPLITS if figures[n]["studies"] == 0]
         if missing:
             raise ConfigError(
                 f"the {' and '.join(missing)} split(s) are empty; check "

@@ -108,6 +108,9 @@ class RunContext:
         # How studies and patients are named in what this run writes (pseudonyms by default).
         self.identifiers = IdentifierPolicy(clear=bool(cfg.logger.log_identifiers))
         self.plan: tuple[str, ...] = ()  # the stage names in order, for "stage k of n"
+        # The classifier settings (a ClassifierConfig) checked at start-up by the runner's
+        # check_config; the classifier stage starts from them instead of checking them again.
+        self.model_settings: Any = None
 
     @classmethod
     def _acquire(cls, run_dir: Path):

@@ -104,7 +104,13 @@ def record_timings(cfg: DictConfig, cache_dir: Path, records, n_studies: int | N
     write_json_atomic(cache_dir / TIMINGS_FILE, data)
 
 
-def _what(cfg: DictConfig, stage: str, n_studies: int | None, same_as_last: dict | None) -> str:
+def _what(
+    cfg: DictConfig,
+    stage: str,
+    n_studies: int | None,
+    same_as_last: dict | None,
+    inputs: frozenset[str] | None = None,
+) -> str:
     from osteo.classification.heads import head_inputs
 
     if same_as_last is not None and same_as_last.get(stage) in ("ran", "reused", "skipped"):
@@ -126,7 +132,9 @@ def _what(cfg: DictConfig, stage: str, n_studies: int | None, same_as_last: dict
             f"train the U-Net ({seg.max_epochs} epochs) or reuse it from the cache; "
             "predict masks (cached masks reused)"
         )
-    if stage == "radiomics" and "texture" not in head_inputs(cfg.model.head):
+    if inputs is None:  # a header printed without the run's checked settings
+        inputs = head_inputs(cfg.model.head)
+    if stage == "radiomics" and "texture" not in inputs:
         return "skipped (the head uses no texture)"
     if stage == "classifier":
         return (
@@ -171,13 +179,17 @@ def _estimate(cfg, cache_dir: Path, names, n_studies, same_as_last) -> str:
     return f"about {shown} if nothing is cached (from earlier runs on this machine)"
 
 
-def format_run_header(cfg: DictConfig, run_dir: Path, cache_dir: Path) -> str:
+def format_run_header(
+    cfg: DictConfig, run_dir: Path, cache_dir: Path, inputs: frozenset[str] | None = None
+) -> str:
+    """The plan printed before a run; ``inputs`` are the head's inputs as check_config parsed
+    them (parsed from ``model.head`` when not given)."""
     names = stage_names(cfg)
     n_studies = count_studies(cfg)
     same_as_last = _last_run_statuses(cfg, run_dir)
     lines = [f"osteo run '{cfg.name}' -> {run_dir}: {len(names)} stages"]
     lines += [
-        f"  {k}. {name:<13}{_what(cfg, name, n_studies, same_as_last)}"
+        f"  {k}. {name:<13}{_what(cfg, name, n_studies, same_as_last, inputs)}"
         for k, name in enumerate(names, start=1)
     ]
     lines.append(f"  time: {_estimate(cfg, cache_dir, names, n_studies, same_as_last)}")

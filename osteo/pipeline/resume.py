@@ -32,6 +32,7 @@ __all__ = [
     "RngStateCallback",
     "TransformRngStateCallback",
     "every_epoch_checkpoint",
+    "resumable_callbacks",
     "LAST_CHECKPOINT",
 ]
 
@@ -51,6 +52,25 @@ def every_epoch_checkpoint(dirpath: Path) -> ModelCheckpoint:
         # callback listed before it, so last.ckpt holds that callback's updated best.
         save_on_train_epoch_end=True,
     )
+
+
+def resumable_callbacks(dirpath: Path, monitor: str) -> list[Callback]:
+    """The checkpoint callbacks every osteo training uses, in this order.
+
+    ``<dirpath>/best.ckpt`` keeps the epoch with the highest ``monitor``; ``last.ckpt`` is
+    written after every epoch with the RNG states, so a killed training resumes where it stopped
+    and ends as the uninterrupted one would. The best-checkpoint callback comes first: the
+    every-epoch one, run after it, saves its updated best.
+    """
+    best = ModelCheckpoint(
+        dirpath=dirpath,
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        save_top_k=1,
+        save_last=False,
+    )
+    return [best, every_epoch_checkpoint(dirpath), RngStateCallback()]
 
 
 class RngStateCallback(Callback):

@@ -13,6 +13,7 @@ from osteo.classification.stage import (
     select_studies,
 )
 from osteo.config import ConfigError, save_config
+from osteo.constants import TRAINING_SPLITS
 from osteo.data.stage import run_data_stage
 from osteo.evaluation.stage import run_evaluation_stage
 from osteo.pipeline.context import RunContext, StageRecord
@@ -42,12 +43,15 @@ class RunResult:
     pending: list[str] = field(default_factory=list)
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Checks that need the model registries, before any stage runs or any file is written."""
+def check_config(cfg: DictConfig):
+    """Checks that need the model registries, before any stage runs or any file is written.
+
+    Returns the checked classifier settings (a ``ClassifierConfig`` with its head parsed), which
+    the run carries so that no later step checks ``model.head`` again."""
     from osteo.classification.hparams import classifier_config
 
     try:
-        classifier_config(OmegaConf.to_container(cfg.model, resolve=True))
+        settings = classifier_config(OmegaConf.to_container(cfg.model, resolve=True))
     except ValueError as err:
         text = str(err)
         key = next(
@@ -58,10 +62,11 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.model.weights_path and not Path(cfg.model.weights_path).is_file():
         raise ConfigError(f"model.weights_path {cfg.model.weights_path} does not exist")
     check_trainer_config(cfg.trainer)
+    return settings
 
 
 def run_pipeline(cfg: DictConfig) -> RunResult:
-    check_config(cfg)
+    model_settings = check_config(cfg)
     suppress_lightning_tips()
     # Under torchrun/srun every rank joins the process group now, so the stages before
     # training know their rank (see docs/scaling.md).
@@ -69,10 +74,14 @@ def run_pipeline(cfg: DictConfig) -> RunResult:
     ctx = None
     try:
         ctx = RunContext(cfg)
+        ctx.model_settings = model_settings
         ctx.plan = stage_names(cfg)
         if is_global_zero():
             # Before config.yaml is rewritten: the header compares it with this config.
-            print(format_run_header(cfg, ctx.run_dir, ctx.cache_dir), flush=True)
+            print(
+                format_run_header(cfg, ctx.run_dir, ctx.cache_dir, model_settings.inputs),
+                flush=True,
+            )
             save_config(cfg, ctx.run_dir / "config.yaml")
         result = _run_stages(ctx)
     except BaseException:
@@ -93,10 +102,8 @@ def _studies(records) -> int | None:
 
 
 def _run_stages(ctx: RunContext) -> RunResult:
-    from osteo.classification.heads import head_inputs
-
     cfg = ctx.cfg
-    inputs = head_inputs(cfg.model.head)
+    inputs = ctx.model_settings.inputs
     data = run_data_stage(ctx)
     seg = run_segmentation_stage(ctx, data)
     if cfg.task == "segmentation":
@@ -129,7 +136,7 @@ def _run_stages(ctx: RunContext) -> RunResult:
 
 def _check_usable(study_ids: dict[str, list[str]], excluded, run_dir: Path) -> None:
     """Training needs train and val studies with both femurs found; say why there are none."""
-    empty = [split for split in ("train", "val") if not study_ids.get(split)]
+    empty = [split for split in TRAINING_SPLITS if not study_ids.get(split)]
     if not empty:
         return
     reasons = excluded[excluded["split"].isin(empty)]["reason"].value_counts()

@@ -18,7 +18,6 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from osteo.constants import FEMUR_LABELS
@@ -34,11 +33,7 @@ from osteo.pipeline.distributed import (
     is_global_zero,
     training_key_options,
 )
-from osteo.pipeline.resume import (
-    RngStateCallback,
-    TransformRngStateCallback,
-    every_epoch_checkpoint,
-)
+from osteo.pipeline.resume import TransformRngStateCallback, resumable_callbacks
 from osteo.segmentation.datamodule import SegmentationDataModule
 from osteo.segmentation.masks import MaskCache, load_segmentation_model, predict_masks
 from osteo.segmentation.module import FemurSegmentationModule
@@ -68,15 +63,7 @@ def training_callbacks(work: Path) -> list:
     states: a killed training resumes where it stopped and ends as the uninterrupted one
     (see resume.py).
     """
-    best = ModelCheckpoint(
-        dirpath=work,
-        filename="best",
-        monitor="seg/val_dice",
-        mode="max",
-        save_top_k=1,
-        save_last=False,
-    )
-    return [best, every_epoch_checkpoint(work), RngStateCallback(), TransformRngStateCallback()]
+    return [*resumable_callbacks(work, "seg/val_dice"), TransformRngStateCallback()]
 
 
 def _train(ctx: RunContext, train_rows, val_rows, out_dir: Path) -> Path:
