@@ -31,6 +31,7 @@ __all__ = [
     "DATA_PATH_KEYS",
     "REDACTED",
     "redacted_config",
+    "read_yaml_file",
 ]
 
 BASE_KEY = "base"
@@ -311,14 +312,19 @@ class OsteoConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml_file(path: Path, error: type[Exception], kind: str) -> Any:
+    """The YAML document in ``path``, read safely: config and sweep files are data and can never
+    execute code. A missing file or bad YAML raises ``error`` naming the ``kind`` of file."""
     if not path.is_file():
-        raise ConfigError(f"Config file not found: {path}")
+        raise error(f"{kind} not found: {path}")
     try:
-        # safe_load: config files are data and can never execute code.
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ConfigError(f"Config file {path} is not valid YAML: {err}") from err
+        raise error(f"{kind} {path} is not valid YAML: {err}") from err
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = read_yaml_file(path, ConfigError, "Config file")
     if data is None:
         return {}
     if not isinstance(data, dict):

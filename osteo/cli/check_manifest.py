@@ -8,18 +8,16 @@ Exits 0 for a good manifest, 1 for a manifest with problems, 2 for a usage error
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from osteo.cli.common import command_parser, report_error
 from osteo.config import ConfigError, load_config
 from osteo.data.manifest import ManifestError, format_summary, load_manifest, make_splits
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser(__doc__)
     parser.add_argument("manifest", type=Path, help="manifest CSV")
     parser.add_argument(
         "--config",
@@ -37,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return report_error(err, 2)
     try:
         manifest = load_manifest(
             args.manifest,

@@ -18,18 +18,16 @@ Exits 0 on success, 1 when an input file is missing or malformed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from osteo.cli.common import command_parser, report_error
 from osteo.evaluation.comparison import DEFAULT_PRIMARY, compare_runs
 from osteo.evaluation.runs import EvaluationInputError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser(__doc__)
     parser.add_argument("runs", type=Path, nargs="+", help="run folders (runs/<name>)")
     parser.add_argument(
         "--readers",
@@ -77,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
         )
     except EvaluationInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err, 1)
     print(result.markdown)
     print(f"wrote {', '.join(str(p) for p in result.files.values())}")
     return 0

@@ -11,18 +11,16 @@ Exits 0 on success, 1 when the run folder's files are missing or malformed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from osteo.cli.common import command_parser, report_error
 from osteo.evaluation.report import evaluate_run, format_summary_table
 from osteo.evaluation.runs import EvaluationInputError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser(__doc__)
     parser.add_argument("--run", type=Path, required=True, help="run folder (runs/<name>)")
     parser.add_argument(
         "--threshold-method",
@@ -78,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             triage_ppv=args.triage_ppv,
         )
     except EvaluationInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err, 1)
     print(format_summary_table(metrics))
     print(f"\nwrote {args.run / 'metrics.json'} and {args.run / 'report.md'}")
     return 0

@@ -9,10 +9,9 @@ their reasons, and writes one feature table per split to ``<run folder>/radiomic
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
+from osteo.cli.common import add_config_arguments, command_parser, report_error
 from osteo.config import ConfigError, load_config
 from osteo.data.manifest import ManifestError
 from osteo.pipeline.distributed import is_global_zero
@@ -20,17 +19,14 @@ from osteo.pipeline.precompute import extract_radiomics
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config", type=Path, required=True, help="YAML config file")
+    parser = command_parser(__doc__)
+    add_config_arguments(parser)
     parser.add_argument(
         "--workers",
         type=int,
         default=None,
         help="extraction processes (default: radiomics.workers)",
     )
-    parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
     if args.workers is not None:
@@ -38,13 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, overrides)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return report_error(err, 2)
     try:
         run = extract_radiomics(cfg)
     except (ManifestError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err, 1)
     if is_global_zero():
         figures = next(r.figures for r in run.stages if r.name == "radiomics")
         print(

@@ -9,10 +9,9 @@ the overrides to the name (``fusion_all__head-deep__seed-1``), as W&B sweeps use
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
+from osteo.cli.common import add_config_arguments, command_parser
 from osteo.config import load_config
 from osteo.pipeline import run_pipeline
 from osteo.pipeline.distributed import is_global_zero
@@ -22,13 +21,8 @@ from osteo.sweeps.naming import name_from_overrides
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__,
-        epilog=exit_codes_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", type=Path, required=True, help="YAML config file")
-    parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
+    parser = command_parser(__doc__, epilog=exit_codes_help())
+    add_config_arguments(parser)
     parser.add_argument(
         "--name-from-overrides",
         action="store_true",

@@ -8,17 +8,15 @@ Deterministic for a seed: the same files whatever the number of workers. See doc
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
+from osteo.cli.common import command_parser
 from osteo.data.synthetic import IMAGE_FORMATS, PRESETS, generate_cohort
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser(__doc__)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
         "--preset",

@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from osteo.cli.common import command_parser, report_error
 from osteo.data.manifest import ManifestError
 from osteo.predict.batch import build_predictor, predict_batch
 from osteo.predict.clinical import check_option
@@ -42,9 +43,7 @@ def _clinical(name: str):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser(__doc__)
     parser.add_argument("--run", type=Path, required=True, help="a run folder from tools/fit.py")
     parser.add_argument("inputs", nargs="+", help="DICOM/image files, folders or manifest CSVs")
     parser.add_argument("--out", type=Path, help="output file (default: JSON lines on stdout)")
@@ -111,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             settings=settings,
         )
     except (ManifestError, RunFolderError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return report_error(err, 2)
     for note in predictor.run.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.out is not None:

@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from osteo.cli.common import command_parser, report_error
 from osteo.config import load_config
 from osteo.sweeps import (
     SweepError,
@@ -89,9 +90,7 @@ def _local(args) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser(__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     create = commands.add_parser("create", help="register a sweep file with W&B (online)")
@@ -145,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except SweepError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return report_error(err, 2)
 
 
 if __name__ == "__main__":

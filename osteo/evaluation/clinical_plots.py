@@ -20,20 +20,13 @@ def plot_decision_curves(curves: Mapping[str, pd.DataFrame], path: str | Path) -
     axes_list = np.atleast_1d(figure.subplots(1, max(len(curves), 1)))
     for axes, (title, curve) in zip(axes_list, curves.items(), strict=False):
         axes.plot(curve["threshold"], curve["net_benefit_model"], linewidth=1.8, label="model")
-        axes.plot(
-            curve["threshold"],
-            curve["net_benefit_treat_all"],
-            linestyle="--",
-            color="grey",
-            label="treat all",
-        )
-        axes.plot(
-            curve["threshold"],
-            curve["net_benefit_treat_none"],
-            linestyle=":",
-            color="black",
-            label="treat none",
-        )
+        for column, linestyle, color, label in (
+            ("net_benefit_treat_all", "--", "grey", "treat all"),
+            ("net_benefit_treat_none", ":", "black", "treat none"),
+        ):
+            axes.plot(
+                curve["threshold"], curve[column], linestyle=linestyle, color=color, label=label
+            )
         top = max(
             float(curve["net_benefit_model"].max()),
             float(curve["net_benefit_treat_all"].max()),

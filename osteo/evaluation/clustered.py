@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtri
 
-from osteo.evaluation.stats import _delong_placements, check_binary_inputs
+from osteo.evaluation.stats import _delong_placements, check_binary_inputs, paired_z_test
 
 __all__ = [
     "RATE_NAMES",
@@ -162,14 +162,7 @@ def clustered_paired_test(y_true, y_score_a, y_score_b, patient_ids=None) -> Clu
     aucs, cov = clustered_covariance(labels, np.vstack([a, b]), patient_ids)
     difference = float(aucs[0] - aucs[1])
     variance = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    if variance <= 1e-15:  # identical rankings: variance 0 up to rounding
-        if abs(difference) <= 1e-12:
-            z, p_value = 0.0, 1.0
-        else:
-            z, p_value = float(np.copysign(np.inf, difference)), 0.0
-    else:
-        z = difference / np.sqrt(variance)
-        p_value = float(2 * ndtr(-abs(z)))
+    z, p_value = paired_z_test(difference, variance)
     n_patients = int(patient_codes(patient_ids, labels.shape[0]).max()) + 1
     return ClusteredPairedResult(
         float(aucs[0]),

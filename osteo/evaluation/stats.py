@@ -30,6 +30,7 @@ __all__ = [
     "delong_paired_test",
     "holm_adjust",
     "midranks",
+    "paired_z_test",
     "patient_bootstrap",
     "roc_auc",
 ]
@@ -213,6 +214,18 @@ class PairedDeLongResult:
     n: int
 
 
+def paired_z_test(difference: float, variance: float) -> tuple[float, float]:
+    """Two-sided z test of an AUC difference with its (DeLong) variance: ``(z, p)``."""
+    # Identical rankings give variance 0 up to rounding; treat tiny values as exactly 0.
+    if variance <= 1e-15:
+        if abs(difference) <= 1e-12:
+            return 0.0, 1.0
+        # both curves are constant-variance step functions; any difference is certain
+        return float(np.copysign(np.inf, difference)), 0.0
+    z = difference / np.sqrt(variance)
+    return z, float(2 * ndtr(-abs(z)))
+
+
 def delong_paired_test(y_true, y_score_a, y_score_b) -> PairedDeLongResult:
     """Paired DeLong test of two score vectors (two models, or a model and a reader).
 
@@ -225,15 +238,7 @@ def delong_paired_test(y_true, y_score_a, y_score_b) -> PairedDeLongResult:
     aucs, cov = delong_covariance(labels, np.vstack([a, b]))
     difference = float(aucs[0] - aucs[1])
     variance = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    # Identical rankings give variance 0 up to rounding; treat tiny values as exactly 0.
-    if variance <= 1e-15:
-        if abs(difference) <= 1e-12:
-            z, p_value = 0.0, 1.0
-        else:  # both curves are constant-variance step functions; any difference is certain
-            z, p_value = float(np.copysign(np.inf, difference)), 0.0
-    else:
-        z = difference / np.sqrt(variance)
-        p_value = float(2 * ndtr(-abs(z)))
+    z, p_value = paired_z_test(difference, variance)
     return PairedDeLongResult(
         float(aucs[0]),
         float(aucs[1]),

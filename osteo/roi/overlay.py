@@ -58,6 +58,15 @@ def draw_overlay(
     ax.set_axis_off()
 
 
+def _save_figure(fig, path: Path) -> Path:
+    """Lay out, write and close ``fig`` (closed: pyplot keeps every open figure alive)."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def save_overlay(
     path: Path,
     pixels: np.ndarray,
@@ -67,11 +76,7 @@ def save_overlay(
 ) -> Path:
     fig, ax = plt.subplots(figsize=(6, 6 * pixels.shape[0] / pixels.shape[1]), dpi=120)
     draw_overlay(ax, pixels, label_map, rois, title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def save_contact_sheet(
@@ -89,8 +94,4 @@ def save_contact_sheet(
         ax.set_axis_off()
     for ax, (title, pixels, label_map, rois) in zip(axes.ravel(), items, strict=False):
         draw_overlay(ax, pixels, label_map, rois, title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)

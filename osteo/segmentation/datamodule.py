@@ -59,16 +59,14 @@ class SegmentationDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if getattr(self, "train_set", None) is not None:
             return
-        self.train_set = CacheDataset(
-            self.train_records,
-            segmentation_transforms(self.spacing_mm, self.spatial_size, train=True),
-            cache_rate=self.cache_rate,
-            num_workers=None,
-            progress=False,
-        )
-        self.val_set = CacheDataset(
-            self.val_records,
-            segmentation_transforms(self.spacing_mm, self.spatial_size, train=False),
+        self.train_set = self._dataset(self.train_records, train=True)
+        self.val_set = self._dataset(self.val_records, train=False)
+
+    def _dataset(self, records, train: bool) -> CacheDataset:
+        """Records with their transforms (augmented when ``train``), decoded once and cached."""
+        return CacheDataset(
+            records,
+            segmentation_transforms(self.spacing_mm, self.spatial_size, train=train),
             cache_rate=self.cache_rate,
             num_workers=None,
             progress=False,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from osteo.config import read_yaml_file
 
 __all__ = [
     "SweepError",
@@ -207,13 +207,7 @@ def sweep_from_dict(data: Any, path: Path | None = None) -> SweepSpec:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and check a sweep file (YAML, loaded safely: it is data, never code)."""
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"Sweep file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise SweepError(f"{path} is not valid YAML: {err}") from err
-    return sweep_from_dict(data, path)
+    return sweep_from_dict(read_yaml_file(path, SweepError, "Sweep file"), path)
 
 
 def resolve_path(name: str, cwd: Path | None = None) -> Path:

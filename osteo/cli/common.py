@@ -1,0 +1,29 @@
+"""What every osteo command shares: its argument parser, the config arguments, and how an
+expected error is reported (one line on stderr and an exit code, no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["command_parser", "add_config_arguments", "report_error"]
+
+
+def command_parser(doc: str | None, epilog: str | None = None) -> argparse.ArgumentParser:
+    """A parser whose ``--help`` shows the command's module docstring as written."""
+    return argparse.ArgumentParser(
+        description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` and the ``key=value`` overrides, as ``load_config`` takes them."""
+    parser.add_argument("--config", type=Path, required=True, help="YAML config file")
+    parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
+
+
+def report_error(err: BaseException | str, code: int) -> int:
+    """Print ``error: <err>`` on stderr; return ``code`` for the command to exit with."""
+    print(f"error: {err}", file=sys.stderr)
+    return code
