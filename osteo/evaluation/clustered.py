@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtri
 
-from osteo.evaluation.stats import _delong_placements, check_binary_inputs, paired_z_test
+from osteo.evaluation.stats import _delong_placements, check_binary_inputs, paired_auc_difference
 
 __all__ = [
     "RATE_NAMES",
@@ -160,19 +160,9 @@ def clustered_paired_test(y_true, y_score_a, y_score_b, patient_ids=None) -> Clu
     labels, a = check_binary_inputs(y_true, y_score_a, score_name="y_score_a")
     _, b = check_binary_inputs(labels, y_score_b, score_name="y_score_b")
     aucs, cov = clustered_covariance(labels, np.vstack([a, b]), patient_ids)
-    difference = float(aucs[0] - aucs[1])
-    variance = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    z, p_value = paired_z_test(difference, variance)
     n_patients = int(patient_codes(patient_ids, labels.shape[0]).max()) + 1
     return ClusteredPairedResult(
-        float(aucs[0]),
-        float(aucs[1]),
-        difference,
-        max(variance, 0.0),
-        float(z),
-        p_value,
-        int(labels.shape[0]),
-        n_patients,
+        *paired_auc_difference(aucs, cov), int(labels.shape[0]), n_patients
     )
 
 

@@ -30,7 +30,7 @@ __all__ = [
     "delong_paired_test",
     "holm_adjust",
     "midranks",
-    "paired_z_test",
+    "paired_auc_difference",
     "patient_bootstrap",
     "roc_auc",
 ]
@@ -214,16 +214,23 @@ class PairedDeLongResult:
     n: int
 
 
-def paired_z_test(difference: float, variance: float) -> tuple[float, float]:
-    """Two-sided z test of an AUC difference with its (DeLong) variance: ``(z, p)``."""
+def paired_auc_difference(
+    aucs: np.ndarray, cov: np.ndarray
+) -> tuple[float, float, float, float, float, float]:
+    """Two-sided z test of ``aucs[0] - aucs[1]`` with their (DeLong) covariance ``cov``:
+    ``(auc_a, auc_b, difference, variance, z, p)``, the fields the paired results share."""
+    difference = float(aucs[0] - aucs[1])
+    variance = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
     # Identical rankings give variance 0 up to rounding; treat tiny values as exactly 0.
     if variance <= 1e-15:
         if abs(difference) <= 1e-12:
-            return 0.0, 1.0
-        # both curves are constant-variance step functions; any difference is certain
-        return float(np.copysign(np.inf, difference)), 0.0
-    z = difference / np.sqrt(variance)
-    return z, float(2 * ndtr(-abs(z)))
+            z, p_value = 0.0, 1.0
+        else:  # both curves are constant-variance step functions; any difference is certain
+            z, p_value = float(np.copysign(np.inf, difference)), 0.0
+    else:
+        z = difference / np.sqrt(variance)
+        p_value = float(2 * ndtr(-abs(z)))
+    return float(aucs[0]), float(aucs[1]), difference, max(variance, 0.0), float(z), p_value
 
 
 def delong_paired_test(y_true, y_score_a, y_score_b) -> PairedDeLongResult:
@@ -236,18 +243,7 @@ def delong_paired_test(y_true, y_score_a, y_score_b) -> PairedDeLongResult:
     labels, a = check_binary_inputs(y_true, y_score_a, score_name="y_score_a")
     _, b = check_binary_inputs(labels, y_score_b, score_name="y_score_b")
     aucs, cov = delong_covariance(labels, np.vstack([a, b]))
-    difference = float(aucs[0] - aucs[1])
-    variance = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    z, p_value = paired_z_test(difference, variance)
-    return PairedDeLongResult(
-        float(aucs[0]),
-        float(aucs[1]),
-        difference,
-        max(variance, 0.0),
-        float(z),
-        p_value,
-        int(labels.shape[0]),
-    )
+    return PairedDeLongResult(*paired_auc_difference(aucs, cov), int(labels.shape[0]))
 
 
 def holm_adjust(p_values: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -13,6 +13,9 @@ __all__ = ["NETWORKS", "create_segmentation_network", "list_segmentation_network
 
 NUM_CLASSES = 3  # background, the patient's right femur, the patient's left femur
 
+# What every network here maps: a 2D radiograph with one grey channel to NUM_CLASSES logits.
+_IO = {"spatial_dims": 2, "in_channels": 1, "out_channels": NUM_CLASSES}
+
 NETWORKS: Registry[Callable[..., nn.Module]] = Registry("segmentation network")
 
 
@@ -23,9 +26,7 @@ def _strides(channels: Sequence[int]) -> tuple[int, ...]:
 @NETWORKS.register("unet")
 def _unet(channels: Sequence[int], num_res_units: int, dropout: float) -> nn.Module:
     return UNet(
-        spatial_dims=2,
-        in_channels=1,
-        out_channels=NUM_CLASSES,
+        **_IO,
         channels=tuple(channels),
         strides=_strides(channels),
         num_res_units=num_res_units,
@@ -40,9 +41,7 @@ def _basic_unet(channels: Sequence[int], num_res_units: int, dropout: float) -> 
     widths = list(channels)[:5]
     widths += [widths[-1]] * (5 - len(widths))
     return BasicUNet(
-        spatial_dims=2,
-        in_channels=1,
-        out_channels=NUM_CLASSES,
+        **_IO,
         features=(*widths, widths[0]),
         dropout=dropout,
     )
@@ -51,9 +50,7 @@ def _basic_unet(channels: Sequence[int], num_res_units: int, dropout: float) -> 
 @NETWORKS.register("attention_unet")
 def _attention_unet(channels: Sequence[int], num_res_units: int, dropout: float) -> nn.Module:
     return AttentionUnet(
-        spatial_dims=2,
-        in_channels=1,
-        out_channels=NUM_CLASSES,
+        **_IO,
         channels=tuple(channels),
         strides=_strides(channels),
         dropout=dropout,
@@ -63,9 +60,7 @@ def _attention_unet(channels: Sequence[int], num_res_units: int, dropout: float)
 @NETWORKS.register("segresnet")
 def _segresnet(channels: Sequence[int], num_res_units: int, dropout: float) -> nn.Module:
     return SegResNet(
-        spatial_dims=2,
-        in_channels=1,
-        out_channels=NUM_CLASSES,
+        **_IO,
         init_filters=int(channels[0]),
         dropout_prob=dropout or None,
     )
