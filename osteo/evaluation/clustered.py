@@ -25,9 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtri
 
-from osteo.evaluation.stats import _delong_placements, check_binary_inputs, paired_auc_difference
+from osteo.evaluation.stats import (
+    _delong_placements,
+    check_binary_inputs,
+    paired_auc_difference,
+    wald_auc_interval,
+)
 
 __all__ = [
     "RATE_NAMES",
@@ -124,16 +128,11 @@ def clustered_auc(
     """AUC +/- z SE with Obuchowski's clustered variance, clipped to [0, 1] (as pROC)."""
     labels, scores = check_binary_inputs(y_true, y_score)
     aucs, cov = clustered_covariance(labels, scores, patient_ids)
-    auc, variance = float(aucs[0]), float(max(cov[0, 0], 0.0))
-    half = ndtri(0.5 + confidence_level / 2) * np.sqrt(variance)
     codes = patient_codes(patient_ids, labels.shape[0])
     n_patients = int(codes.max()) + 1
     method = "obuchowski" if patient_ids is not None else "delong"
     return ClusteredAUC(
-        auc,
-        variance,
-        max(auc - half, 0.0),
-        min(auc + half, 1.0),
+        *wald_auc_interval(aucs, cov, confidence_level),
         confidence_level,
         n_patients,
         method,

@@ -31,6 +31,7 @@ __all__ = [
     "holm_adjust",
     "midranks",
     "paired_auc_difference",
+    "wald_auc_interval",
     "patient_bootstrap",
     "roc_auc",
 ]
@@ -187,14 +188,9 @@ def delong_auc(y_true, y_score, confidence_level: float = 0.95) -> AUCEstimate:
     _check_level(confidence_level)
     labels, scores = check_binary_inputs(y_true, y_score)
     aucs, cov = delong_covariance(labels, scores)
-    auc, variance = float(aucs[0]), float(max(cov[0, 0], 0.0))
-    half_width = ndtri(0.5 + confidence_level / 2) * np.sqrt(variance)
     m = int(labels.sum())
     return AUCEstimate(
-        auc,
-        variance,
-        max(auc - half_width, 0.0),
-        min(auc + half_width, 1.0),
+        *wald_auc_interval(aucs, cov, confidence_level),
         confidence_level,
         m,
         labels.shape[0] - m,
@@ -212,6 +208,16 @@ class PairedDeLongResult:
     z: float
     p_value: float
     n: int
+
+
+def wald_auc_interval(
+    aucs: np.ndarray, cov: np.ndarray, confidence_level: float
+) -> tuple[float, float, float, float]:
+    """``(auc, variance, lower, upper)``: the normal-approximation interval of one AUC from its
+    (DeLong or clustered) variance, clipped to [0, 1]."""
+    auc, variance = float(aucs[0]), float(max(cov[0, 0], 0.0))
+    half_width = ndtri(0.5 + confidence_level / 2) * np.sqrt(variance)
+    return auc, variance, max(auc - half_width, 0.0), min(auc + half_width, 1.0)
 
 
 def paired_auc_difference(
