@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from osteo.cli.common import command_parser, report_error
+from osteo.cli.common import add_bootstrap_arguments, command_parser, report_error
 from osteo.evaluation.comparison import DEFAULT_PRIMARY, compare_runs
 from osteo.evaluation.runs import EvaluationInputError
 
@@ -55,13 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         "reader names; default: evaluation.comparisons of the runs' config, "
         "else every other model and every reader)",
     )
-    parser.add_argument(
-        "--n-bootstrap",
-        type=int,
-        default=2000,
-        help="patient-bootstrap resamples for the AUC differences (0: skip)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_bootstrap_arguments(parser, "patient-bootstrap resamples for the AUC differences (0: skip)")
     args = parser.parse_args(argv)
     try:
         result = compare_runs(

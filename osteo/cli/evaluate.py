@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from osteo.cli.common import command_parser, report_error
+from osteo.cli.common import add_bootstrap_arguments, command_parser, report_error
 from osteo.evaluation.report import evaluate_run, format_summary_table
 from osteo.evaluation.runs import EvaluationInputError
 
@@ -35,13 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         help="with --threshold-method sensitivity: the sensitivity to reach",
     )
     parser.add_argument("--confidence-level", type=float, default=0.95)
-    parser.add_argument(
-        "--n-bootstrap",
-        type=int,
-        default=2000,
-        help="patient bootstrap resamples for the AUC (0: skip)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_bootstrap_arguments(parser, "patient bootstrap resamples for the AUC (0: skip)")
     parser.add_argument(
         "--recalibration",
         choices=("none", "platt", "isotonic"),
