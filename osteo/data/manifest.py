@@ -1,8 +1,8 @@
 """The manifest: one CSV row per radiograph, validated in full, and patient-level splits.
 
-Columns (DESIGN.md): ``study_id, patient_id, image_path, study_date, site, age, sex, weight,
-tscore``; optional ``mask_path, label, split``. Paths are relative to the manifest's folder
-unless absolute. ``label`` is ``tscore <= -2.5`` (WHO osteoporosis) unless given.
+Columns (docs/architecture.md): ``study_id, patient_id, image_path, study_date, site, age,
+sex, weight, tscore``; optional ``mask_path, label, split``. Paths are relative to the
+manifest's folder unless absolute. ``label`` is ``tscore <= -2.5`` (WHO osteoporosis) unless given.
 
 Validation collects every problem before raising, so a user fixes a file in one pass.
 
