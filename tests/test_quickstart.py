@@ -174,6 +174,13 @@ def test_header_lists_the_stages_and_estimates_from_earlier_timings(tmp_path, ca
     )
     record_timings(cfg, ctx.cache_dir, records, 80)
     assert "time: about" in format_run_header(cfg, ctx.run_dir, ctx.cache_dir)
+    # The second run reads the cohort the first one made: reading was never timed, the other
+    # stages were, so the estimate stands and names what it leaves out.
+    manifest = Path(cfg.data.manifest)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("study_id\n" + "".join(f"S{i}\n" for i in range(80)))
+    header = format_run_header(cfg, ctx.run_dir, ctx.cache_dir)
+    assert "time: about" in header and "plus data (not yet timed here)" in header
     ctx.plan = ("data", "segmentation")
     with ctx.stage("segmentation") as record:
         record.status = "ran"

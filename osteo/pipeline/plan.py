@@ -172,11 +172,13 @@ def _estimate(cfg, cache_dir: Path, names, n_studies, same_as_last) -> str:
     if len(missing) == len(names):
         timings = cache_dir / TIMINGS_FILE
         return f"no estimate yet (no earlier run on this machine; timings go to {timings})"
-    if missing:
-        return f"no estimate yet (no earlier timing of {', '.join(missing)} on this machine)"
-    seconds = sum(statistics.median(rates[keys[n]]) * _units(cfg, n, n_studies) for n in names)
+    known = [n for n in names if n not in missing]
+    seconds = sum(statistics.median(rates[keys[n]]) * _units(cfg, n, n_studies) for n in known)
     shown = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-    return f"about {shown} if nothing is cached (from earlier runs on this machine)"
+    # A stage never timed here (e.g. reading a manifest after the first run made the cohort)
+    # leaves the others' estimate standing; the header names what it leaves out.
+    unknown = f", plus {', '.join(missing)} (not yet timed here)" if missing else ""
+    return f"about {shown} if nothing is cached (from earlier runs on this machine){unknown}"
 
 
 def format_run_header(
