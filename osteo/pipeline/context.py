@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from osteo.files import write_json_atomic
+from osteo.pipeline.file_hashes import STORE_NAME, FileHashes
 from osteo.versions import library_versions as _library_versions
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "RunFolderBusyError",
     "launched_as_rank_zero",
     "library_versions",
+    "peak_memory_mb",
 ]
 
 _VERSIONED = (
@@ -49,6 +52,26 @@ class StageRecord:
     cache_key: str | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    # Peak resident memory (MB) read when the stage ended: a high-water mark since the process
+    # started (getrusage's ru_maxrss), so a stage shows a new figure only when it rose above
+    # every earlier stage's peak. children: the largest peak of any child process this one has
+    # waited for (not a sum; forkserver workers are the forkserver's children, not counted).
+    peak_rss_mb: float | None = None
+    children_peak_rss_mb: float | None = None
+
+
+def peak_memory_mb() -> tuple[float | None, float | None]:
+    """(this process, its largest waited-for child) peak resident memory in MB, from
+    ``resource.getrusage``; ``(None, None)`` where the module is missing (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None, None
+    # ru_maxrss is in kilobytes on Linux, in bytes on macOS.
+    scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 2**10
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
+    return round(own, 1), round(children, 1)
 
 
 def launched_as_rank_zero() -> bool:
@@ -111,6 +134,11 @@ class RunContext:
         # The classifier settings (a ClassifierConfig) checked at start-up by the runner's
         # check_config; the classifier stage starts from them instead of checking them again.
         self.model_settings: Any = None
+        # Content hashes of images and masks, read once per run and shared by every stage
+        # (kept between runs in cache_dir/file_hashes.json; see file_hashes.py).
+        self.hashes = FileHashes(
+            self.cache_dir / STORE_NAME, progress=bool(cfg.trainer.enable_progress_bar)
+        )
 
     @classmethod
     def _acquire(cls, run_dir: Path):
@@ -169,8 +197,11 @@ class RunContext:
             raise
         finally:
             record.wall_s = round(time.perf_counter() - start, 2)
+            record.peak_rss_mb, record.children_peak_rss_mb = peak_memory_mb()
             self.write_stages()
-            self._say(f"[{position}] {name}: {record.status} in {record.wall_s:.1f} s")
+            self.hashes.save()
+            memory = f", peak RSS {record.peak_rss_mb:.0f} MB" if record.peak_rss_mb else ""
+            self._say(f"[{position}] {name}: {record.status} in {record.wall_s:.1f} s{memory}")
 
     def _position(self, name: str) -> str:
         if name in self.plan:
