@@ -192,7 +192,7 @@ class FileHashes:
                         continue
                 write_json_atomic(self.store, {"format": STORE_FORMAT, "entries": kept})
         except Timeout:
-            logger.warning("file hashes: %s.lock stayed busy; this run's hashes not kept", self.store)
+            logger.warning("file hashes: %s.lock stayed busy; new hashes not kept", self.store)
             return
         with self._lock:
             for key in new:
