@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from osteo.pipeline.context import StageRecord, peak_memory_mb
+from osteo.memory import peak_memory_mb
+from osteo.pipeline.context import StageRecord
 from osteo.pipeline.runner import RunResult
 from osteo.pipeline.summary import format_run_summary
 

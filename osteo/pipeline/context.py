@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from osteo.files import write_json_atomic
+from osteo.memory import peak_memory_mb
 from osteo.pipeline.file_hashes import STORE_NAME, FileHashes
 from osteo.versions import library_versions as _library_versions
 
@@ -23,7 +23,6 @@ __all__ = [
     "RunFolderBusyError",
     "launched_as_rank_zero",
     "library_versions",
-    "peak_memory_mb",
 ]
 
 _VERSIONED = (
@@ -55,23 +54,10 @@ class StageRecord:
     # Peak resident memory (MB) read when the stage ended: a high-water mark since the process
     # started (getrusage's ru_maxrss), so a stage shows a new figure only when it rose above
     # every earlier stage's peak. children: the largest peak of any child process this one has
-    # waited for (not a sum; forkserver workers are the forkserver's children, not counted).
+    # waited for (not a sum), or of the workers a stage reports itself (radiomics: forkserver
+    # workers are the forkserver's children, which getrusage does not see).
     peak_rss_mb: float | None = None
     children_peak_rss_mb: float | None = None
-
-
-def peak_memory_mb() -> tuple[float | None, float | None]:
-    """(this process, its largest waited-for child) peak resident memory in MB, from
-    ``resource.getrusage``; ``(None, None)`` where the module is missing (Windows)."""
-    try:
-        import resource
-    except ImportError:
-        return None, None
-    # ru_maxrss is in kilobytes on Linux, in bytes on macOS.
-    scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 2**10
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
-    return round(own, 1), round(children, 1)
 
 
 def launched_as_rank_zero() -> bool:
@@ -197,7 +183,9 @@ class RunContext:
             raise
         finally:
             record.wall_s = round(time.perf_counter() - start, 2)
-            record.peak_rss_mb, record.children_peak_rss_mb = peak_memory_mb()
+            record.peak_rss_mb, children = peak_memory_mb()
+            if children is not None:  # a stage may have set its own workers' peak already
+                record.children_peak_rss_mb = max(record.children_peak_rss_mb or 0.0, children)
             self.write_stages()
             self.hashes.save()
             memory = f", peak RSS {record.peak_rss_mb:.0f} MB" if record.peak_rss_mb else ""

@@ -114,4 +114,6 @@ def run_radiomics_stage(
             record.figures["n_from_cache"] = result.n_from_cache - sum(extracted_by_rank)
             record.figures["extracted_by_rank"] = extracted_by_rank
         record.figures["n_features"] = store.n_features
+        if result.worker_peak_rss_mb is not None:  # forkserver workers: getrusage misses them
+            record.children_peak_rss_mb = result.worker_peak_rss_mb
         return result.table
