@@ -212,3 +212,14 @@ def test_the_stages_of_a_run_read_each_radiograph_and_mask_once(tmp_path, tiny_c
     assert all(20 < p < 64_000 for p in peaks), peaks  # MB: a Python process with torch loaded
     assert peaks == sorted(peaks)  # a high-water mark never falls
     assert all(stages[name]["children_peak_rss_mb"] >= 0 for name in stages)
+
+
+def test_a_store_that_cannot_be_written_costs_only_a_warning(tmp_path, caplog):
+    blocker = _write(tmp_path / "not_a_folder", b"")
+    hashes = FileHashes(blocker / STORE_NAME)
+    path = _write(tmp_path / "a.dcm", b"a" * 100)
+    value = hashes.digest(path)
+    with caplog.at_level(logging.WARNING, logger="osteo.pipeline.file_hashes"):
+        hashes.save()
+    assert "hashes not kept" in caplog.text
+    assert hashes.digest(path) == value and hashes.reads == 1

@@ -170,7 +170,8 @@ class FileHashes:
     def save(self) -> None:
         """Merge this process's new entries into the store (under its lock, atomically); drop
         entries whose file is gone or changed. A lock that stays busy skips the write (the store
-        only saves time) with a warning."""
+        only saves time) with a warning, and so does a write that fails (a full disk): the
+        memo of this run is unaffected."""
         if self.store is None:
             return
         with self._lock:
@@ -193,6 +194,9 @@ class FileHashes:
                 write_json_atomic(self.store, {"format": STORE_FORMAT, "entries": kept})
         except Timeout:
             logger.warning("file hashes: %s.lock stayed busy; new hashes not kept", self.store)
+            return
+        except OSError as err:
+            logger.warning("file hashes: cannot write %s (%s); hashes not kept", self.store, err)
             return
         with self._lock:
             for key in new:
