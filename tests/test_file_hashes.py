@@ -223,3 +223,26 @@ def test_a_store_that_cannot_be_written_costs_only_a_warning(tmp_path, caplog):
         hashes.save()
     assert "hashes not kept" in caplog.text
     assert hashes.digest(path) == value and hashes.reads == 1
+
+
+def test_runs_saving_at_once_keep_each_others_hashes(tmp_path):
+    """Runs that share a cache folder merge their entries into one store under its lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = tmp_path / "cache" / STORE_NAME
+    groups = [
+        [_write(tmp_path / f"r{r}_{k}.dcm", bytes([r, k]) * 500) for k in range(20)]
+        for r in range(4)
+    ]
+
+    def run(files):
+        hashes = FileHashes(store, progress=False)
+        for path in files:
+            hashes.digest(path)
+            hashes.save()  # as after every stage: many interleaved merges
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(run, groups))
+    entries = json.loads(store.read_text())["entries"]
+    assert {str(p.resolve()) for files in groups for p in files} == set(entries)
+    assert all(entries[str(p.resolve())][4] == file_digest(p) for p in groups[2])
