@@ -105,6 +105,9 @@ def test_main_command_writes_the_run_folder_and_reuses_every_stage(tmp_path, tin
         "evaluation",
     ]
     assert recorded["radiomics"]["figures"]["n_features"] == 660
+    # Each stage's wall time and peak memory, in stages.json and in the printed summary.
+    assert all(s["wall_s"] >= 0 and 50 < s["peak_rss_mb"] < 64_000 for s in recorded.values())
+    assert "peak RSS" in result.stdout and " MB " in result.stdout
     assert "AUC" in result.stdout and "external_test" in result.stdout
     assert list((run / "wandb").glob("offline-run-*")), "W&B offline run missing"
 

@@ -290,6 +290,9 @@ def test_worker_pool_matches_in_process_and_load_many(tmp_path, extractor):
     assert failures == {("S001", "left.neck"), ("S_missing", "image")}
     assert torch.isnan(pooled.table.features[4]).all()
     assert pooled.stage_figures()["n_failed_rois"] == 1
+    # The pool workers report their own peak memory (MB; the parent cannot see forkserver's).
+    assert 10 < pooled.stage_figures()["worker_peak_rss_mb"] < 64_000
+    assert reference.worker_peak_rss_mb is None  # no pool, no workers
     assert "S001 left.neck" in pooled.summary()
 
     with pytest.raises(MissingEntriesError, match="S_missing .*absent.npy"):

@@ -19,7 +19,7 @@ from osteo.data.manifest import (
     read_splits,
     write_splits,
 )
-from osteo.hashing import digest, file_digest
+from osteo.hashing import digest
 from osteo.pipeline.context import RunContext
 from osteo.pipeline.distributed import is_global_zero, wait_for_all_ranks
 
@@ -117,7 +117,7 @@ def run_data_stage(ctx: RunContext) -> CohortData:
             )
         manifest = manifest.assign(split=split.to_numpy())
         record.status = "ran"
-        record.cache_key = digest(file_digest(path), ctx.config_dict("data"))
+        record.cache_key = digest(ctx.hashes.digest(path), ctx.config_dict("data"))
         record.note = "made the synthetic cohort" if generated else ""
         figures: dict = {
             "studies": len(manifest),

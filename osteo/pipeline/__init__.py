@@ -1,10 +1,11 @@
 """What joins the stages: the runner, the run context, distributed helpers, resume, W&B.
 
 ``run_pipeline(cfg)``: data -> segmentation -> roi [-> radiomics -> classifier -> evaluation].
-Each stage records in ``stages.json`` whether it ran or was reused, its wall time, its cache
-key and its own figures. The stage packages import ``osteo.pipeline.context`` (and the other
-helpers) themselves, so this package's ``__init__`` imports the runner only when asked:
-importing it eagerly would import every stage while a stage is itself being imported.
+Each stage records in ``stages.json`` whether it ran or was reused, its wall time, its peak
+memory, its cache key and its own figures. The stage packages import
+``osteo.pipeline.context`` (and the other helpers) themselves, so this package's ``__init__``
+imports the runner only when asked: importing it eagerly would import every stage while a
+stage is itself being imported.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from osteo.files import write_json_atomic
+from osteo.memory import peak_memory_mb
+from osteo.pipeline.file_hashes import STORE_NAME, FileHashes
 from osteo.versions import library_versions as _library_versions
 
 __all__ = [
@@ -49,6 +51,13 @@ class StageRecord:
     cache_key: str | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    # Peak resident memory (MB) read when the stage ended: a high-water mark since the process
+    # started (getrusage's ru_maxrss), so a stage shows a new figure only when it rose above
+    # every earlier stage's peak. children: the largest peak of any child process this one has
+    # waited for (not a sum), or of the workers a stage reports itself (radiomics: forkserver
+    # workers are the forkserver's children, which getrusage does not see).
+    peak_rss_mb: float | None = None
+    children_peak_rss_mb: float | None = None
 
 
 def launched_as_rank_zero() -> bool:
@@ -111,6 +120,11 @@ class RunContext:
         # The classifier settings (a ClassifierConfig) checked at start-up by the runner's
         # check_config; the classifier stage starts from them instead of checking them again.
         self.model_settings: Any = None
+        # Content hashes of images and masks, read once per run and shared by every stage
+        # (kept between runs in cache_dir/file_hashes.json; see file_hashes.py).
+        self.hashes = FileHashes(
+            self.cache_dir / STORE_NAME, progress=bool(cfg.trainer.enable_progress_bar)
+        )
 
     @classmethod
     def _acquire(cls, run_dir: Path):
@@ -169,8 +183,13 @@ class RunContext:
             raise
         finally:
             record.wall_s = round(time.perf_counter() - start, 2)
+            record.peak_rss_mb, children = peak_memory_mb()
+            if children is not None:  # a stage may have set its own workers' peak already
+                record.children_peak_rss_mb = max(record.children_peak_rss_mb or 0.0, children)
             self.write_stages()
-            self._say(f"[{position}] {name}: {record.status} in {record.wall_s:.1f} s")
+            self.hashes.save()
+            memory = f", peak RSS {record.peak_rss_mb:.0f} MB" if record.peak_rss_mb else ""
+            self._say(f"[{position}] {name}: {record.status} in {record.wall_s:.1f} s{memory}")
 
     def _position(self, name: str) -> str:
         if name in self.plan:

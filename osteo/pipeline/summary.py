@@ -62,11 +62,22 @@ def _stage_highlights(name: str, figures: dict) -> str:
     return ""
 
 
+def _megabytes(value: float | None) -> str:
+    return f"{value:>7.0f} MB" if value else f"{'-':>10}"
+
+
 def format_run_summary(result: RunResult) -> str:
-    lines = [f"\nRun folder: {result.run_dir}", f"{'stage':<14}{'status':<9}{'time':>9}  figures"]
+    """One line per stage: status, wall time, peak resident memory of this process and of its
+    largest child (high-water marks since the run began, read at the stage's end: a stage that
+    stayed below an earlier peak repeats it), and the stage's figures."""
+    lines = [
+        f"\nRun folder: {result.run_dir}",
+        f"{'stage':<14}{'status':<9}{'time':>9}{'peak RSS':>11}{'workers':>11}  figures",
+    ]
     for record in result.stages:
         lines.append(
-            f"{record.name:<14}{record.status:<9}{record.wall_s:>8.1f}s  "
+            f"{record.name:<14}{record.status:<9}{record.wall_s:>8.1f}s "
+            f"{_megabytes(record.peak_rss_mb)} {_megabytes(record.children_peak_rss_mb)}  "
             f"{_stage_highlights(record.name, record.figures)}"
         )
     if result.pending:

@@ -58,6 +58,7 @@ class ExtractionResult:
     n_extracted: int
     seconds: float
     workers: int
+    worker_peak_rss_mb: float | None = None  # the largest pool worker's peak (None: no pool)
 
     @property
     def failures(self) -> list[RoiFailure]:
@@ -75,6 +76,7 @@ class ExtractionResult:
             "failures_by_reason": dict(by_reason.most_common()),
             "seconds": round(self.seconds, 3),
             "workers": self.workers,
+            "worker_peak_rss_mb": self.worker_peak_rss_mb,
         }
 
     def summary(self, max_failures: int = 20) -> str:
@@ -193,10 +195,13 @@ def extract_many(
     n_from_cache = len(items) - len(pending) - len(key_errors)
 
     n_extracted = 0
+    worker_peak = None
     bar = tqdm(total=len(pending), desc="radiomics", unit="study", disable=not progress)
     try:
         for outcome in _run(pending, store, workers, chunk_size, mp_context, bar):
             entries[outcome.index] = outcome.entry
+            if outcome.worker_peak_rss_mb is not None:
+                worker_peak = max(worker_peak or 0.0, outcome.worker_peak_rss_mb)
             if outcome.from_cache:  # another process filled it meanwhile
                 n_from_cache += 1
             else:
@@ -210,6 +215,7 @@ def extract_many(
         n_extracted=n_extracted,
         seconds=time.perf_counter() - start,
         workers=workers,
+        worker_peak_rss_mb=worker_peak,
     )
 
 

@@ -30,20 +30,41 @@ def build_feature_store(ctx: RunContext):
     return FeatureStore(ctx.cache_dir / "radiomics", RadiomicsExtractor(params))
 
 
-def study_items(data: CohortData, seg: SegmentationOutput, rois: RoiOutput, study_ids):
+def study_items(
+    data: CohortData, seg: SegmentationOutput, rois: RoiOutput, study_ids, hashes=None
+):
+    """The store's items of ``study_ids``; with ``hashes`` (the run's ``FileHashes``) each
+    carries its image and mask digests from the run's memo, so the store reads no file to key
+    it. A file that cannot be hashed keeps no digest: the store's own hashing reports it."""
     from osteo.radiomics.store import StudyItem
 
     rows = data.manifest.set_index("study_id")
+    images = {s: Path(rows.at[s, "image_path"]) for s in study_ids}
+    if hashes is not None:
+        hashes.prime(images.values(), desc="hashing images")
+        hashes.prime([seg.masks[s] for s in study_ids if s in seg.masks], desc="hashing masks")
+
+    def known(path):
+        if hashes is None or path is None:
+            return None
+        try:
+            return hashes.digest(path)
+        except OSError:
+            return None
+
     items = []
     for study_id in study_ids:
         result = rois.rois.get(study_id)
         boxes = result.boxes() if result is not None else {}
+        mask_path = seg.masks.get(study_id)
         items.append(
             StudyItem(
                 study_id=study_id,
-                image_path=Path(rows.at[study_id, "image_path"]),
+                image_path=images[study_id],
                 boxes=boxes,
-                mask_path=seg.masks.get(study_id),
+                mask_path=mask_path,
+                image_digest=known(images[study_id]),
+                mask_digest=known(mask_path),
             )
         )
     return items
@@ -66,7 +87,7 @@ def run_radiomics_stage(
             record.note = f"head {ctx.cfg.model.head!r} does not use texture"
             return None
         store = build_feature_store(ctx)
-        items = study_items(data, seg, rois, study_ids)
+        items = study_items(data, seg, rois, study_ids, hashes=ctx.hashes)
         progress = ctx.cfg.trainer.enable_progress_bar
         rank, world = distributed_rank_and_size()
         extracted_by_rank = []
@@ -93,4 +114,6 @@ def run_radiomics_stage(
             record.figures["n_from_cache"] = result.n_from_cache - sum(extracted_by_rank)
             record.figures["extracted_by_rank"] = extracted_by_rank
         record.figures["n_features"] = store.n_features
+        if result.worker_peak_rss_mb is not None:  # forkserver workers: getrusage misses them
+            record.children_peak_rss_mb = result.worker_peak_rss_mb
         return result.table

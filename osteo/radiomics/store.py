@@ -60,8 +60,9 @@ class StudyItem:
 
     ``boxes`` maps ``(side, roi)`` to ``(row0, col0, row1, col1)``; a missing slot is recorded as
     a failed ROI. ``spacing`` (row, column mm) overrides the file's spacing. ``mask_path`` adds
-    the femur mask's bytes to the key. ``image_digest`` (``osteo.hashing.file_digest`` of the
-    image) skips hashing the image when the caller already knows it.
+    the femur mask's bytes to the key. ``image_digest`` and ``mask_digest``
+    (``osteo.hashing.file_digest`` of the image and the mask) skip hashing a file when the
+    caller already knows it (a run's stages share one memo of them).
     """
 
     study_id: str
@@ -70,6 +71,7 @@ class StudyItem:
     spacing: tuple[float, float] | None = None
     mask_path: Path | None = None
     image_digest: str | None = None
+    mask_digest: str | None = None
 
 
 @dataclass
@@ -148,7 +150,11 @@ class FeatureStore:
         payload = {
             "entry_format": ENTRY_FORMAT,
             "image_digest": item.image_digest or file_digest(item.image_path),
-            "mask_digest": file_digest(item.mask_path) if item.mask_path is not None else None,
+            "mask_digest": (
+                item.mask_digest or file_digest(item.mask_path)
+                if item.mask_path is not None
+                else None
+            ),
             "boxes": boxes,
             "spacing": [float(v) for v in item.spacing] if item.spacing is not None else None,
             "loader": f"{self.loader.__module__}.{self.loader.__qualname__}",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from osteo.memory import peak_memory_mb
 from osteo.radiomics.store import FeatureStore, StoreEntry, StoreSpec, StudyItem
 
 __all__ = [
@@ -33,6 +34,9 @@ class StudyOutcome:
     index: int  # position in the caller's item list
     entry: StoreEntry
     from_cache: bool
+    # A pool worker's own peak resident memory (MB), on the last outcome of each chunk: the
+    # parent's getrusage does not see forkserver workers (they are the forkserver's children).
+    worker_peak_rss_mb: float | None = None
 
 
 def extract_study_item(store: FeatureStore, item: StudyItem, key: str, index: int) -> StudyOutcome:
@@ -96,4 +100,7 @@ def extract_chunk(tasks: list[tuple[int, StudyItem, str]]) -> list[StudyOutcome]
     """Pool task: a chunk of (index, item, key); chunks amortise inter-process overhead."""
     if _worker_store is None:
         raise RuntimeError("extract_chunk runs in a pool started with init_worker")
-    return [extract_study_item(_worker_store, item, key, index) for index, item, key in tasks]
+    outcomes = [extract_study_item(_worker_store, item, key, index) for index, item, key in tasks]
+    if outcomes:
+        outcomes[-1].worker_peak_rss_mb = peak_memory_mb()[0]
+    return outcomes

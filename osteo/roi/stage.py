@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from osteo.data.masks import read_label_map
 from osteo.data.stage import CohortData
 from osteo.files import write_json_atomic
-from osteo.hashing import digest, file_digest
+from osteo.hashing import digest
 from osteo.pipeline.context import RunContext
 from osteo.pipeline.distributed import is_global_zero
 from osteo.roi.geometry import (
@@ -254,8 +254,9 @@ def run_roi_stage(ctx: RunContext, data: CohortData, seg: SegmentationOutput) ->
     settings = roi_settings_from_config(ctx.cfg)
     with ctx.stage("roi") as record:
         jobs = []
+        ctx.hashes.prime(seg.masks.values(), desc="hashing masks")
         for study_id, mask_path in seg.masks.items():
-            key = digest(file_digest(mask_path), asdict(settings), ROI_ALGORITHM_VERSION)
+            key = digest(ctx.hashes.digest(mask_path), asdict(settings), ROI_ALGORITHM_VERSION)
             jobs.append(
                 (
                     study_id,

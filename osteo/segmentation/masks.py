@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,10 +173,13 @@ def predict_masks(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    image_digest: Callable[[str], str] = file_digest,
 ) -> list[MaskPrediction]:
     """Predict (or reuse) a post-processed femur mask for each ``(study_id, image_path)``.
 
-    A file that cannot be read gets ``error`` set and the batch goes on.
+    A file that cannot be read gets ``error`` set and the batch goes on. ``image_digest``
+    hashes an image for its cache key: a run passes its memo (``RunContext.hashes.digest``),
+    so the images it has hashed already are not read again.
     """
     hp = model.hparams
     pre = segmentation_inference_transforms(hp.spacing_mm, hp.spatial_size)
@@ -190,7 +193,7 @@ def predict_masks(
     todo: list[tuple[str, str, str]] = []
     for study_id, image_path in studies:
         try:
-            key = cache.key(checkpoint_digest, file_digest(image_path))
+            key = cache.key(checkpoint_digest, image_digest(image_path))
         except OSError as err:
             results[study_id] = MaskPrediction(study_id, None, False, f"{image_path}: {err}")
             continue

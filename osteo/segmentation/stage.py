@@ -24,7 +24,7 @@ from osteo.constants import FEMUR_LABELS
 from osteo.data.masks import missing_femurs, read_label_map
 from osteo.data.stage import CohortData
 from osteo.files import atomic_path
-from osteo.hashing import digest, file_digest
+from osteo.hashing import digest
 from osteo.pipeline.context import RunContext, launched_as_rank_zero
 from osteo.pipeline.distributed import (
     build_trainer,
@@ -185,7 +185,7 @@ def _dice_figures(data: CohortData, masks: dict[str, Path]) -> dict:
     return figures
 
 
-def _manifest_masks(data: CohortData, record) -> SegmentationOutput:
+def _manifest_masks(ctx: RunContext, data: CohortData, record) -> SegmentationOutput:
     table = data.manifest
     missing = table.loc[table["mask_path"].isna(), "study_id"].tolist()
     if missing:
@@ -201,7 +201,8 @@ def _manifest_masks(data: CohortData, record) -> SegmentationOutput:
             failures[study_id] = "; ".join(flags)
     record.status = "skipped"
     record.note = "masks from the manifest (segmentation.masks=manifest)"
-    record.cache_key = digest(sorted((s, file_digest(p)) for s, p in masks.items()))
+    ctx.hashes.prime(masks.values(), desc="hashing masks")
+    record.cache_key = digest(sorted((s, ctx.hashes.digest(p)) for s, p in masks.items()))
     record.figures = {
         "masks": len(masks),
         "failures": len(failures),
@@ -214,20 +215,24 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
     seg = ctx.cfg.segmentation
     with ctx.stage("segmentation") as record:
         if seg.masks == "manifest":
-            return _manifest_masks(data, record)
+            return _manifest_masks(ctx, data, record)
         if seg.checkpoint:
             checkpoint = Path(seg.checkpoint)
             if not checkpoint.is_file():
                 raise FileNotFoundError(f"segmentation.checkpoint {checkpoint} does not exist")
             record.status = "reused"
             record.note = f"given checkpoint {checkpoint}"
-            record.cache_key = file_digest(checkpoint)[:24]
+            record.cache_key = ctx.hashes.digest(checkpoint)[:24]
         else:
             train_rows = _training_rows(data, "train", seg.max_train_studies, ctx.cfg.seed)
             val_rows = _training_rows(data, "val", seg.max_val_studies, ctx.cfg.seed)
+            # Every image once, with a bar: mask prediction below keys on the same hashes.
+            ctx.hashes.prime(data.manifest["image_path"], desc="hashing images")
+            ctx.hashes.prime([r["mask_path"] for r in train_rows + val_rows], desc="hashing masks")
+            hashed = ctx.hashes.digest
             key = digest(
                 [
-                    (r["study_id"], file_digest(r["image_path"]), file_digest(r["mask_path"]))
+                    (r["study_id"], hashed(r["image_path"]), hashed(r["mask_path"]))
                     for r in train_rows + val_rows
                 ],
                 ctx.config_dict("segmentation"),
@@ -259,6 +264,7 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
 
         model = load_segmentation_model(checkpoint)
         cache = MaskCache(ctx.cache_dir / "masks")
+        ctx.hashes.prime(data.manifest["image_path"], desc="hashing images")
         studies = list(zip(data.manifest["study_id"], data.manifest["image_path"], strict=True))
         start = time.perf_counter()
         rank, world = distributed_rank_and_size()
@@ -269,9 +275,10 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
                 model,
                 studies[rank::world],
                 cache,
-                file_digest(checkpoint),
+                ctx.hashes.digest(checkpoint),
                 batch_size=seg.predict_batch_size,
                 progress=False,
+                image_digest=ctx.hashes.digest,
             )
             predicted = sum(not p.cached for p in share if p.mask_path is not None)
             predicted_by_rank = gather_from_ranks(predicted)
@@ -279,9 +286,10 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
             model,
             studies,
             cache,
-            file_digest(checkpoint),
+            ctx.hashes.digest(checkpoint),
             batch_size=seg.predict_batch_size,
             progress=ctx.cfg.trainer.enable_progress_bar,
+            image_digest=ctx.hashes.digest,
         )
         elapsed = time.perf_counter() - start
         masks = {p.study_id: p.mask_path for p in predictions if p.mask_path is not None}
