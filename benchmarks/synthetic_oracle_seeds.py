@@ -105,8 +105,10 @@ def main() -> int:
 
     for cohort, entry in spread.items():
         rows = [
-            (f"{key} (seeds: mean +- sd [min, max])", f"{v['mean']:.3f} +- {v['sd']:.3f} "
-             f"[{v['min']:.3f}, {v['max']:.3f}]")
+            (
+                f"{key} (seeds: mean +- sd [min, max])",
+                f"{v['mean']:.3f} +- {v['sd']:.3f} [{v['min']:.3f}, {v['max']:.3f}]",
+            )
             for key, v in entry.items()
         ]
         rows += [(f"{key} (large sample)", f"{value:.3f}") for key, value in large[cohort].items()]

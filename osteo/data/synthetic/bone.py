@@ -119,7 +119,8 @@ def sample_bone_cues(
     for k, cue in enumerate(BONE_CUES):
         for s, side in enumerate(SIDES):
             noise = shared * cue_noise[:, k, 0] + own * cue_noise[:, k, 1 + s]
-            out[f"{cue.name}_{side}"] = cue.at_t0 + cue.per_t * tscore_bone[side] + cue.noise_sd * noise
+            signal = cue.at_t0 + cue.per_t * tscore_bone[side]
+            out[f"{cue.name}_{side}"] = signal + cue.noise_sd * noise
     return out
 
 

@@ -67,10 +67,11 @@ SITE_POSITIONING: dict[str, SitePositioning] = {
     # (short of the manual's 15, as usual), tight centring on the symphysis.
     "A": SitePositioning("A", 10.0, 6.0, 0.7, 0.0, 0.03, 2.0, 0.0, 9.0, 0.0, 9.0),
     # Site B: legs mostly left in neutral (elderly, frail and post-fall patients at a general
-    # hospital cannot hold internal rotation), no knee support variation controlled, looser
-    # centring aimed higher (at the iliac crests / L5-S1): more neck foreshortening, more tilt,
-    # more rotation and shift. Values chosen to differ on each axis, within published ranges.
-    "B": SitePositioning("B", 2.0, 9.0, 0.6, 0.03, 0.05, 3.0, 3.0, 14.0, -12.0, 14.0),
+    # hospital cannot hold internal rotation), knee supports used or not, looser centring
+    # aimed higher on the body (towards L5-S1, so the hips sit ~12 mm lower in the field):
+    # more neck foreshortening, more tilt, more rotation and shift. Values chosen to differ on
+    # each axis, within the published ranges above.
+    "B": SitePositioning("B", 2.0, 9.0, 0.6, 0.03, 0.05, 3.0, 3.0, 14.0, 12.0, 14.0),
 }
 
 
@@ -95,7 +96,8 @@ def sample_anatomy(
         out[f"femoral_offset_{side}_mm"] = offset + 1.0 * rng.standard_normal(n)
         out[f"head_radius_{side}_mm"] = head + 0.25 * rng.standard_normal(n)
         out[f"shaft_tilt_{side}_deg"] = tilt + 0.7 * rng.standard_normal(n)
-        out[f"anteversion_{side}_deg"] = anteversion + ANTEVERSION_SIDE_SD_DEG * rng.standard_normal(n)
+        own = ANTEVERSION_SIDE_SD_DEG * rng.standard_normal(n)
+        out[f"anteversion_{side}_deg"] = anteversion + own
     return out
 
 
@@ -123,10 +125,12 @@ def sample_acquisition(
     legs = rng.standard_normal((3, n))
     p = positioning
     out = {
-        "rotation_deg": np.clip(p.rotation_sd_deg * z["rotation"], -3.0 * p.rotation_sd_deg, 3.0 * p.rotation_sd_deg),
+        "rotation_deg": p.rotation_sd_deg * np.clip(z["rotation"], -3.0, 3.0),
         "shift_x_mm": p.shift_x_mean_mm + p.shift_x_sd_mm * z["shift_x"],
         "shift_y_mm": p.shift_y_mean_mm + p.shift_y_sd_mm * z["shift_y"],
-        "pelvic_tilt": anatomy["pelvic_tilt_patient"] + p.pelvic_tilt_mean + p.pelvic_tilt_sd * z["tilt"],
+        "pelvic_tilt": (
+            anatomy["pelvic_tilt_patient"] + p.pelvic_tilt_mean + p.pelvic_tilt_sd * z["tilt"]
+        ),
         # Soft tissue grows with weight (abdominal AP diameter ~2 mm per kg).
         "soft_tissue_mm": np.clip(
             175.0 + 2.2 * (weight - 72.0) + 12.0 * rng.standard_normal(n), 110.0, 330.0
@@ -142,7 +146,9 @@ def sample_acquisition(
     shared = np.sqrt(p.leg_rotation_side_correlation)
     own = np.sqrt(1.0 - p.leg_rotation_side_correlation)
     for s, side in enumerate(SIDES):
-        rotation = p.leg_rotation_mean_deg + p.leg_rotation_sd_deg * (shared * legs[0] + own * legs[1 + s])
+        z_leg = shared * legs[0] + own * legs[1 + s]
+        rotation = p.leg_rotation_mean_deg + p.leg_rotation_sd_deg * z_leg
         out[f"leg_rotation_{side}_deg"] = rotation
-        out[f"neck_foreshortening_{side}"] = neck_foreshortening(anatomy[f"anteversion_{side}_deg"], rotation)
+        anteversion = anatomy[f"anteversion_{side}_deg"]
+        out[f"neck_foreshortening_{side}"] = neck_foreshortening(anteversion, rotation)
     return out

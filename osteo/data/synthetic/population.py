@@ -74,9 +74,7 @@ HEIGHT_LOSS_CM_PER_YEAR = 0.12
 HEIGHT_WEIGHT_CORRELATION = 0.45
 
 
-def weight_mean(
-    age: np.ndarray, female: np.ndarray, weight_shift: float = 0.0
-) -> np.ndarray:
+def weight_mean(age: np.ndarray, female: np.ndarray, weight_shift: float = 0.0) -> np.ndarray:
     """Mean weight (kg); ``weight_shift`` is a cohort's population difference (site B)."""
     offset = np.where(female, WEIGHT_SEX_OFFSET[True], WEIGHT_SEX_OFFSET[False])
     return 72.0 - 0.2 * (np.asarray(age) - 65.0) + offset + weight_shift
