@@ -50,11 +50,12 @@ def neck_minus_pelvis(table) -> dict[str, float]:
     """AUCs (higher = lower density predicts osteoporosis) of the neck alone and neck - pelvis."""
     density = next(cue for cue in BONE_CUES if cue.name == "trabecular_density")
     label = table["label"].to_numpy()
-    log_pelvis = np.log(np.clip(table["pelvis_density"].to_numpy(), 1e-3, None))
+    log_pelvis = np.log(table["pelvis_density"].to_numpy())
 
     def log_neck(side: str) -> np.ndarray:
-        relative = table[f"trabecular_density_{side}"].to_numpy() / density.at_t0
-        return np.log(np.clip(relative, 1e-3, None))
+        # The renderer clips the density at 0.08 (trabecular_appearance).
+        relative = np.clip(table[f"trabecular_density_{side}"].to_numpy(), 0.08, None)
+        return np.log(relative / density.at_t0)
 
     worse = np.minimum(log_neck("right"), log_neck("left"))
     out = {

@@ -43,6 +43,9 @@ ANTEVERSION_MEAN_DEG = 12.0
 ANTEVERSION_SD_DEG = 8.0
 ANTEVERSION_SIDE_SD_DEG = 4.0  # left and right differ by a few degrees
 PELVIC_TILT_PATIENT_SD = 0.04  # the person's own lordosis and sacral slope
+# Both feet are rotated together: the two legs' rotations correlate. The same at every site,
+# so a site swap maps each leg's own standard normal draw (quantile mapping).
+LEG_ROTATION_SIDE_CORRELATION = 0.7
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,6 @@ class SitePositioning:
     name: str
     leg_rotation_mean_deg: float  # internal rotation of the legs (manual asks 15-20)
     leg_rotation_sd_deg: float
-    leg_rotation_side_correlation: float  # both feet are rotated together
     pelvic_tilt_mean: float  # vertical foreshortening of the ring added by the positioning
     pelvic_tilt_sd: float
     rotation_sd_deg: float  # in-plane rotation of the patient on the table
@@ -65,13 +67,13 @@ class SitePositioning:
 SITE_POSITIONING: dict[str, SitePositioning] = {
     # Site A: a radiography department with taped feet: ~10 degrees of internal rotation
     # (short of the manual's 15, as usual), tight centring on the symphysis.
-    "A": SitePositioning("A", 10.0, 6.0, 0.7, 0.0, 0.03, 2.0, 0.0, 9.0, 0.0, 9.0),
+    "A": SitePositioning("A", 10.0, 6.0, 0.0, 0.03, 2.0, 0.0, 9.0, 0.0, 9.0),
     # Site B: legs mostly left in neutral (elderly, frail and post-fall patients at a general
     # hospital cannot hold internal rotation), knee supports used or not, looser centring
     # aimed higher on the body (towards L5-S1, so the hips sit ~12 mm lower in the field):
     # more neck foreshortening, more tilt, more rotation and shift. Values chosen to differ on
     # each axis, within the published ranges above.
-    "B": SitePositioning("B", 2.0, 9.0, 0.6, 0.03, 0.05, 3.0, 3.0, 14.0, 12.0, 14.0),
+    "B": SitePositioning("B", 2.0, 9.0, 0.03, 0.05, 3.0, 3.0, 14.0, 12.0, 14.0),
 }
 
 
@@ -143,8 +145,8 @@ def sample_acquisition(
         "blur_scale": np.exp(0.15 * rng.standard_normal(n)),  # motion, focal spot, plate
         "bowel_gas": rng.poisson(3.0, n),
     }
-    shared = np.sqrt(p.leg_rotation_side_correlation)
-    own = np.sqrt(1.0 - p.leg_rotation_side_correlation)
+    shared = np.sqrt(LEG_ROTATION_SIDE_CORRELATION)
+    own = np.sqrt(1.0 - LEG_ROTATION_SIDE_CORRELATION)
     for s, side in enumerate(SIDES):
         z_leg = shared * legs[0] + own * legs[1 + s]
         rotation = p.leg_rotation_mean_deg + p.leg_rotation_sd_deg * z_leg
