@@ -429,7 +429,7 @@ def test_site_swap_rerenders_the_internal_studies_at_site_b():
     others = swap[swap["cohort"] != "external_test"].drop(columns="swap_of")
     pd.testing.assert_frame_equal(keep, others.reset_index(drop=True))
     split = make_splits(
-        swap,
+        swap.assign(study_date=pd.to_datetime(swap["study_date"])),  # as load_manifest parses
         internal_test_from=COHORTS["internal_test"].date_from,
         internal_test_to=COHORTS["internal_test"].date_to,
     )
