@@ -18,9 +18,9 @@ gives the answer and the best possible use of all of them has a closed form
 
 A cue's noise is half shared by the two hips of a patient (correlation ``CUE_SIDE_CORRELATION``):
 what a cue shows besides bone mass (canal shape, cortical geometry, trabecular architecture)
-is largely bilateral - femoral geometry is symmetric to a few per cent (Young et al., J Anat
-2013 on bilateral femoral asymmetry) - while each hip's projection and its own remodelling
-add independent noise. A shared part also means two hips are not two independent looks.
+is largely bilateral - lower-limb bones are symmetric to a few per cent (Auerbach and Ruff,
+J Hum Evol 2006) - while each hip's projection and its own remodelling add independent noise.
+A shared part also means two hips are not two independent looks.
 
 Bone loss is systemic (generator version 2): ``pelvis_density``, the relative density of the
 pelvis, sacrum and L5 (1.0 at T = 0), follows the patient's systemic T-score with its own noise,

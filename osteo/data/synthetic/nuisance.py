@@ -12,13 +12,13 @@ height over 162 cm (the women's mean) with a 2% residual; men come out ~9% large
 
 Positioning depends on the site's habits (``SitePositioning``, one per site). The projected
 femoral neck is shortened by the angle between the neck and the detector: femoral anteversion
-(adults ~10-15 degrees, sd ~8; e.g. Tomczak et al., Skeletal Radiol 1997) minus the leg's
+(adults ~10-15 degrees, sd ~8; e.g. Tomczak et al., AJR Am J Roentgenol 1997) minus the leg's
 internal rotation. Positioning manuals ask for 15-20 degrees of internal rotation of both legs
 so that the necks lie parallel to the detector (Bontrager's Textbook of Radiographic
 Positioning, AP pelvis); departments differ in how well it is done (feet taped or not, frail
 patients who cannot rotate). Pelvic tilt in the supine AP view varies by several degrees
-between patients and with a knee support (Tannast et al., Clin Orthop Relat Res 2007; Siebenrock
-et al., Clin Orthop Relat Res 2003) and shortens the pelvic ring vertically.
+between patients and with a knee support (Siebenrock et al., Clin Orthop Relat Res 2003) and
+shortens the pelvic ring vertically.
 """
 
 from __future__ import annotations

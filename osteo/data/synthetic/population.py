@@ -12,8 +12,8 @@ Two hips (generator version 2): the person's deviation from the clinical predict
 into a systemic part (the whole skeleton: both hips, pelvis, sacrum, spine) and a per-hip part,
 so that one hip's T-score keeps the version-1 distribution (total sd 1 around the clinical
 prediction) while the two hips differ. Left-right differences of the femoral neck T-score have
-an sd of about 0.3-0.5 (Hamdy et al., Osteoporos Int 2006, 17:1772-1780; Yang et al., J Clin
-Densitom 2012): a per-hip sd of 0.32 gives an sd of the difference of 0.45. The label is on the
+an sd of about 0.3-0.5 (Hamdy et al., Osteoporos Int 2006, 17:1772-1780): a per-hip sd of
+0.32 gives an sd of the difference of 0.45. The label is on the
 LOWER reported hip T-score, as DXA reports (ISCD: use the lowest of the hip sites measured), so
 the cohort age is calibrated on the minimum of two correlated normals (``probability_lowest``).
 
