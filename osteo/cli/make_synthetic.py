@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['studies']} studies of {summary['patients']} patients in {args.out} "
         f"({elapsed:.1f} s)"
     )
+    if summary["site_swap"]:
+        print("  site swap: the external test studies are the internal test studies at site B")
     for name, c in summary["cohorts"].items():
         readers = ""
         if "reader_auc" in c:
