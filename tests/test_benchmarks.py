@@ -91,3 +91,19 @@ def test_radiomics_benchmark_runs_at_a_tiny_size(tmp_path):
     figures = bench("bench_radiomics", "--studies=2", "--repeats=1", cwd=tmp_path)
     assert figures["rois_per_second_plain_loop"] > 0
     assert figures["cache_speedup"] > 0
+
+
+def test_synthetic_oracle_seeds_reports_the_spread_and_the_reference_check(tmp_path):
+    figures = bench(
+        "synthetic_oracle_seeds", "--preset=tiny", "--seeds=2", "--large=3000", cwd=tmp_path
+    )
+    assert figures["seeds"] == 2 and len(figures["per_seed"]) == 2
+    for cohort in ("development", "internal_test", "external_test"):
+        spread = figures["spread"][cohort]
+        for key in ("oracle", "image_only", "clinical_only", "clinical_gain"):
+            assert spread[key]["min"] <= spread[key]["mean"] <= spread[key]["max"], key
+        assert 0.5 < figures["large_sample"]["aucs"][cohort]["oracle"] <= 1.0
+    check = figures["neck_minus_pelvis"]
+    assert check["right_difference"] == pytest.approx(
+        check["right_neck_minus_pelvis_auc"] - check["right_neck_auc"], abs=1e-3
+    )

@@ -16,22 +16,27 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from scipy import ndimage
+from scipy import ndimage, stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from osteo.data.io import MissingSpacingWarning, read_radiograph
-from osteo.data.manifest import load_manifest
+from osteo.data.manifest import load_manifest, make_splits
 from osteo.data.synthetic import (
     BONE_CUES,
     COHORTS,
     MANIFEST_COLUMNS,
     PRESETS,
     SITES,
+    cohort_summary,
     generate_cohort,
+    get_preset,
     render_study,
     sample_cohort_table,
 )
+from osteo.data.synthetic.bone import cue_columns
+from osteo.data.synthetic.nuisance import SIDES, SITE_POSITIONING
+from osteo.data.synthetic.population import probability_lowest
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "make_synthetic.py"
@@ -42,8 +47,9 @@ TOOL = REPO / "tools" / "make_synthetic.py"
 
 @pytest.fixture(scope="module")
 def big_table() -> pd.DataFrame:
-    """60,000 studies in the paper preset's proportions: latent parameters only."""
-    return sample_cohort_table("paper", seed=11, n_studies=60_000)
+    """150,000 studies in the paper preset's proportions (about 11,000 external and 13,000
+    internal test studies, AUC standard errors ~0.003): latent parameters only."""
+    return sample_cohort_table("paper", seed=11, n_studies=150_000)
 
 
 @pytest.fixture(scope="module")
@@ -78,29 +84,54 @@ def test_prevalence_per_cohort_matches_the_reference(big_table):
         assert part["label"].mean() == pytest.approx(spec.prevalence, abs=0.015), name
         assert (part["site"] == spec.site).all()
         assert part["study_date"].between(spec.date_from, spec.date_to).all()
-        assert (part["sex"] == "F").mean() == pytest.approx(0.843, abs=0.02)
+        assert (part["sex"] == "F").mean() == pytest.approx(spec.female_fraction, abs=0.02)
+    # The age calibration accounts for the lower of two hips: the expected prevalence (the
+    # oracle's mean) is the target before the label-based selection, not only after it.
+    for name, part in big_table.groupby("cohort"):
+        assert part["clinical_probability"].mean() == pytest.approx(
+            COHORTS[name].prevalence, abs=0.01
+        ), name
 
 
 def test_osteoporosis_by_age_band_in_women_matches_nhanes(big_table):
-    """NHANES hip osteoporosis in women: ~7/12/26/35% at 50-59/60-69/70-79/80+ (site A DXA)."""
+    """NHANES hip osteoporosis in women: ~7/12/26/35% at 50-59/60-69/70-79/80+ (site A DXA).
+
+    NHANES scans one (the left) hip: that hip's rates are the check. The label (the lower of
+    two hips) is more often positive, in every band."""
     women = big_table[(big_table["sex"] == "F")]
-    bone_label = np.round(women["tscore_bone"], 1) <= -2.5
+    one_hip = np.round(women["tscore_bone_left"], 1) <= -2.5
+    lower_hip = np.round(women["tscore_bone"], 1) <= -2.5
     bands = {(50, 60): 0.07, (60, 70): 0.12, (70, 80): 0.26, (80, 200): 0.35}
+    rates = []
     for (lo, hi), expected in bands.items():
         in_band = women["age"].between(lo, hi, inclusive="left")
-        assert bone_label[in_band].mean() == pytest.approx(expected, abs=0.05), (lo, hi)
-    # Monotone in age, as bone loss is.
-    rates = [bone_label[women["age"].between(lo, hi, inclusive="left")].mean() for lo, hi in bands]
-    assert rates == sorted(rates)
+        assert one_hip[in_band].mean() == pytest.approx(expected, abs=0.05), (lo, hi)
+        assert one_hip[in_band].mean() < lower_hip[in_band].mean() < one_hip[in_band].mean() + 0.1
+        rates.append(one_hip[in_band].mean())
+    assert rates == sorted(rates)  # monotone in age, as bone loss is
 
 
 def test_development_ages_and_weights_follow_the_issue(big_table):
     dev = big_table[big_table["cohort"] == "development"]
-    assert dev["age"].mean() == pytest.approx(62.0, abs=1.5)
-    assert dev["age"].std() == pytest.approx(13.0, abs=1.5)
+    # The issue's 62 +- 13 was calibrated on one hip; the lower of two hips is osteoporotic
+    # more often, so the same prevalence comes with a younger cohort (docs/synthetic.md).
+    assert dev["age"].mean() == pytest.approx(59.0, abs=1.5)
+    assert dev["age"].std() == pytest.approx(12.0, abs=1.5)
     residual = dev["weight"] - (72.0 - 0.2 * (dev["age"] - 65.0))
     assert residual.mean() == pytest.approx(0.0, abs=1.0)
     assert residual.std() == pytest.approx(14.0, abs=1.5)
+
+
+def test_site_b_population_differs(big_table):
+    internal = big_table[big_table["cohort"] == "internal_test"]
+    external = big_table[big_table["cohort"] == "external_test"]
+    assert external["age"].mean() > internal["age"].mean() + 5
+    assert (external["sex"] == "F").mean() < (internal["sex"] == "F").mean() - 0.03
+    shift = COHORTS["external_test"].weight_shift_kg
+    for part, expected in ((internal, 0.0), (external, shift)):
+        women = part[part["sex"] == "F"]
+        residual = women["weight"] - (72.0 - 0.2 * (women["age"] - 65.0) - 1.5)
+        assert residual.mean() == pytest.approx(expected, abs=0.6)
 
 
 def test_clinical_only_logistic_regression_lands_near_the_ost_index(big_table):
@@ -123,7 +154,7 @@ def test_about_one_patient_in_seven_has_a_second_radiograph(big_table):
         studies = part.groupby("patient_id").size()
         assert (studies > 1).mean() == pytest.approx(0.143, abs=0.01), name
         assert len(part) / len(studies) == pytest.approx(4924 / 4308, abs=0.01)
-    # No patient in two cohorts; a follow-up is later and older, same sex.
+    # No patient in two cohorts; a follow-up is later and older, same sex, same hips.
     assert (big_table.groupby("patient_id")["cohort"].nunique() == 1).all()
     repeated = big_table[big_table.duplicated("patient_id", keep=False)].sort_values("study_date")
     first = repeated.groupby("patient_id").first()
@@ -131,51 +162,155 @@ def test_about_one_patient_in_seven_has_a_second_radiograph(big_table):
     assert (last["study_date"] > first["study_date"]).all()
     assert (last["age"] > first["age"]).all()
     assert (last["sex"] == first["sex"]).all()
+    asymmetry = (first["tscore_bone_right"] - first["tscore_bone_left"]) - (
+        last["tscore_bone_right"] - last["tscore_bone_left"]
+    )
+    assert np.allclose(asymmetry, 0.0, atol=1e-9)  # a hip's own deviation is the person's
+    assert np.allclose(first["skeletal_scale"], last["skeletal_scale"])
 
 
-def test_bone_cues_follow_the_tscore_with_published_strength(big_table):
+def test_two_hips_differ_as_reported_and_the_label_is_the_lower(big_table):
+    right, left = big_table["tscore_bone_right"], big_table["tscore_bone_left"]
+    # Femoral neck left-right T-score differences: sd ~0.3-0.5 (Hamdy et al. 2006).
+    assert 0.3 <= (right - left).std() <= 0.5
+    assert (right - left).mean() == pytest.approx(0.0, abs=0.01)
+    assert np.allclose(big_table["tscore_bone"], np.minimum(right, left))
+    offset = big_table["dxa_tscore_offset"]
+    for side in ("right", "left"):
+        assert np.allclose(big_table[f"tscore_{side}"], big_table[f"tscore_bone_{side}"] + offset)
+    lowest = np.minimum(big_table["tscore_right"], big_table["tscore_left"])
+    assert np.allclose(big_table["tscore"], lowest)
+    assert (big_table["label"] == (np.round(lowest, 1) <= -2.5)).all()
+    # The hips scatter around the systemic status: it is their mean up to the asymmetry.
+    mid = (right + left) / 2 - big_table["tscore_systemic"]
+    assert mid.std() == pytest.approx(0.45 / 2, abs=0.03)
+    # Discordant patients exist: one hip osteoporotic, the other not (~10% of positives).
+    one_side = (np.round(big_table[["tscore_right", "tscore_left"]], 1) <= -2.5).sum(axis=1) == 1
+    assert 0.15 < one_side[big_table["label"] == 1].mean() < 0.6
+
+
+def test_each_hips_cues_follow_that_hips_bone(big_table):
     dev = big_table[big_table["cohort"] == "development"]
-    expected = {
-        "cti": 0.62,
-        "trabecular_density": 0.70,
-        "trabecular_pattern": 0.70,
-        "hurst": 0.34,
-        "calcar_mm": 0.45,
-    }
+    difference = dev["tscore_bone_right"] - dev["tscore_bone_left"]
     for cue in BONE_CUES:
-        r = np.corrcoef(dev[cue.name], dev["tscore_bone"])[0, 1]
-        assert r == pytest.approx(expected[cue.name], abs=0.06), cue.name
-        # No single cue gives the answer: each is clearly below the combined ceiling.
-        single = _auc(dev["label"], -dev[cue.name])
-        assert single < _auc(dev["label"], dev["oracle_probability"]) - 0.03, cue.name
+        for side in ("right", "left"):
+            r = np.corrcoef(dev[f"{cue.name}_{side}"], dev[f"tscore_bone_{side}"])[0, 1]
+            sd_t = dev[f"tscore_bone_{side}"].std()
+            expected = 1.0 / np.sqrt(1.0 + (cue.noise_in_t / sd_t) ** 2)
+            assert r == pytest.approx(expected, abs=0.02), (cue.name, side)
+            # No single cue gives the answer: each is clearly below the combined ceiling.
+            single = _auc(dev["label"], -dev[f"{cue.name}_{side}"])
+            assert single < _auc(dev["label"], dev["oracle_probability"]) - 0.05, cue.name
+        # The right-left difference of a cue follows the right-left difference of the bone.
+        cue_difference = dev[f"{cue.name}_right"] - dev[f"{cue.name}_left"]
+        assert np.corrcoef(cue_difference, difference)[0, 1] > 0.08, cue.name
+        # Part of each cue's noise is the patient's, shared by both hips.
+        noise = {s: dev[f"{cue.name}_{s}"] - cue.per_t * dev[f"tscore_bone_{s}"] for s in SIDES}
+        assert np.corrcoef(noise["right"], noise["left"])[0, 1] == pytest.approx(0.6, abs=0.03)
+    assert not {"cti", "trabecular_density", "hurst"} & set(big_table.columns)  # v1 columns gone
 
 
-def test_oracle_is_the_ceiling(big_table):
+def test_bone_loss_is_systemic_and_no_region_is_a_reference(big_table):
+    systemic = big_table["tscore_systemic"]
+    density = big_table["pelvis_density"]
+    assert np.corrcoef(density, systemic)[0, 1] > 0.3
+    assert density[systemic.between(-0.2, 0.2)].median() == pytest.approx(1.0, abs=0.02)
+    assert density[systemic < -2.5].median() < 0.8  # the pelvis loses bone with the hips
+    # The neck's density relative to the pelvis's, as a grey-level difference reads it, is no
+    # better than the neck alone (issue 14: AUC difference <= 0.02).
+    label = big_table["label"]
+    at_t0 = next(c for c in BONE_CUES if c.name == "trabecular_density").at_t0
+    # (the renderer clips the density at 0.08, as trabecular_appearance does).
+    neck = np.log(big_table["trabecular_density_right"].clip(lower=0.08) / at_t0)
+    pelvis = np.log(density)
+    assert (density > 0).all()
+    assert _auc(label, -(neck - pelvis)) <= _auc(label, -neck) + 0.02
+
+
+def test_oracle_is_the_ceiling_with_the_issues_gaps(big_table):
+    """Image-only oracle 0.88-0.93, clinical data add 0.01-0.03, clinical alone 0.75-0.83
+    (per cohort, large samples; a margin of ~2 standard errors)."""
     for name in COHORTS:
         part = big_table[big_table["cohort"] == name]
         oracle = _auc(part["label"], part["oracle_probability"])
         clinical = _auc(part["label"], part["clinical_probability"])
         image = _auc(part["label"], part["oracle_image_score"])
-        assert 0.90 <= oracle <= 0.98, name
-        assert oracle >= image - 0.005 and oracle > clinical + 0.1, name
-        # The posterior is calibrated: its mean is the prevalence.
-        assert part["oracle_probability"].mean() == pytest.approx(part["label"].mean(), abs=0.01)
+        assert 0.875 <= image <= 0.935, (name, image)
+        assert 0.008 <= oracle - image <= 0.032, (name, oracle, image)
+        assert 0.745 <= clinical <= 0.835, (name, clinical)
+
+
+def test_oracle_is_calibrated(big_table):
+    """The exact posterior: in every decile of its probability, the label rate is its mean."""
+    for column in ("oracle_probability", "clinical_probability", "oracle_image_score"):
+        for name, part in big_table.groupby("cohort"):
+            assert part[column].mean() == pytest.approx(part["label"].mean(), abs=0.01)
+            bins = pd.qcut(part[column], 10, duplicates="drop")
+            grouped = part.groupby(bins, observed=True)
+            gap = (grouped["label"].mean() - grouped[column].mean()).abs()
+            assert gap.max() < 0.04, (column, name, gap.max())
+
+
+def test_lowest_of_two_hips_probability_is_exact():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        mean = rng.normal(0.0, 1.5, 2)
+        sd, rho, threshold = rng.uniform(0.2, 1.5), rng.uniform(-0.6, 0.97), rng.normal(0, 1)
+        found = probability_lowest(mean[:1], mean[1:], sd, rho, threshold)[0]
+        cov = sd**2 * np.array([[1.0, rho], [rho, 1.0]])
+        both_above = stats.multivariate_normal(-mean, cov).cdf(-np.array([threshold] * 2))
+        assert found == pytest.approx(1.0 - both_above, abs=1e-5)
+    # Exactly at the threshold (h = 0) the closed form is continuous.
+    at = probability_lowest(np.array([0.0]), np.array([0.0]), 1.0, 0.5, 0.0)[0]
+    assert at == pytest.approx(1.0 - 1.0 / 3.0, abs=1e-6)  # P(both > 0) = 1/4 + asin(.5)/2pi
 
 
 def test_reader_aucs_are_near_the_reference_radiologists(big_table):
     external = big_table[big_table["cohort"] == "external_test"]
     auc1 = _auc(external["label"], external["reader1_score"])
     auc2 = _auc(external["label"], external["reader2_score"])
-    assert 0.65 <= auc2 < auc1 <= 0.80
+    assert 0.72 <= auc1 <= 0.78 and 0.67 <= auc2 <= 0.73 and auc2 < auc1
     for reader in ("reader1", "reader2"):
         scores = external[f"{reader}_score"]
         assert set(scores.unique()) == {1, 2, 3, 4, 5}
         assert scores.value_counts(normalize=True).max() < 0.45  # all five levels in use
 
 
+def test_bone_size_follows_sex_and_height(big_table):
+    women = big_table["sex"] == "F"
+    scale, height = big_table["skeletal_scale"], big_table["height_cm"]
+    assert np.corrcoef(scale, height)[0, 1] > 0.8
+    assert scale[~women].mean() / scale[women].mean() == pytest.approx(1.09, abs=0.02)
+    assert height[women].mean() == pytest.approx(159.0, abs=2.0)  # NHANES 60+: ~159 / 173
+    assert height[~women].mean() == pytest.approx(173.0, abs=2.0)
+    # Heavier people are taller and their bones larger (through height).
+    for sex in (women, ~women):
+        assert 0.3 < np.corrcoef(big_table["weight"][sex], height[sex])[0, 1] < 0.6
+        assert np.corrcoef(big_table["weight"][sex], scale[sex])[0, 1] > 0.3
+    # Stature is lost with age; the femur is not: the skeleton's size does not follow age.
+    women_table = big_table[women]
+    assert np.corrcoef(women_table["age"], women_table["height_cm"])[0, 1] < -0.1
+    assert abs(np.corrcoef(women_table["age"], women_table["skeletal_scale"])[0, 1]) < 0.1
+
+
+def test_positioning_differs_between_sites(big_table):
+    site = big_table["site"]
+    a, b = big_table[site == "A"], big_table[site == "B"]
+    assert a["neck_foreshortening_right"].mean() > b["neck_foreshortening_right"].mean() + 0.01
+    assert b["neck_foreshortening_left"].std() > a["neck_foreshortening_left"].std()
+    assert b["pelvic_tilt"].mean() > a["pelvic_tilt"].mean() + 0.02
+    assert b["shift_y_mm"].std() > a["shift_y_mm"].std() * 1.3
+    for part, positioning in ((a, SITE_POSITIONING["A"]), (b, SITE_POSITIONING["B"])):
+        rotation = part["leg_rotation_right_deg"]
+        assert rotation.mean() == pytest.approx(positioning.leg_rotation_mean_deg, abs=0.3)
+        assert rotation.std() == pytest.approx(positioning.leg_rotation_sd_deg, rel=0.05)
+        assert part["neck_foreshortening_right"].between(0.75, 1.0).all()
+
+
 def test_no_single_nuisance_parameter_separates_the_classes(big_table):
-    """Acquisition and anatomy are independent of bone; within one sex (skeletal size depends
-    on sex) and after removing weight (soft tissue grows with weight) they carry nothing."""
+    """Acquisition and anatomy are independent of bone; within one sex and one cohort (sites
+    position differently) and after removing weight (soft tissue grows with weight, bone size
+    with height which correlates with weight) they carry nothing."""
     women = big_table[(big_table["cohort"] == "development") & (big_table["sex"] == "F")]
     independent = [
         "rotation_deg",
@@ -185,21 +320,28 @@ def test_no_single_nuisance_parameter_separates_the_classes(big_table):
         "contrast",
         "blur_scale",
         "bowel_gas",
-        "skeletal_scale",
         "pelvis_width",
         "pelvic_tilt",
         "neck_shaft_angle_right",
-        "femoral_offset_left_mm",
-        "head_radius_right_mm",
         "shaft_tilt_left_deg",
         "neck_foreshortening_right",
+        "leg_rotation_left_deg",
     ]
     for column in independent:
-        assert abs(_auc(women["label"], women[column]) - 0.5) < 0.025, column
-    for column in ("soft_tissue_mm", "body_half_width_mm"):
+        assert abs(_auc(women["label"], women[column]) - 0.5) < 0.02, column
+    for column in (
+        "soft_tissue_mm",
+        "body_half_width_mm",
+        "skeletal_scale",
+        "height_cm",
+        "femoral_offset_left_mm",
+        "head_radius_right_mm",
+    ):
         slope, intercept = np.polyfit(women["weight"], women[column], 1)
         residual = women[column] - (slope * women["weight"] + intercept)
-        assert abs(_auc(women["label"], residual) - 0.5) < 0.025, column
+        assert abs(_auc(women["label"], residual) - 0.5) < 0.02 + (column == "height_cm") * 0.04, (
+            column
+        )
 
 
 def test_table_is_deterministic_and_ids_are_synthetic():
@@ -210,6 +352,18 @@ def test_table_is_deterministic_and_ids_are_synthetic():
     assert a["study_id"].str.fullmatch(r"S\d{6}").all()
     assert a["patient_id"].str.fullmatch(r"P\d{6}").all()
     assert a["study_id"].is_unique
+    contract = {
+        "tscore_right",
+        "tscore_left",
+        "tscore_bone_right",
+        "tscore_bone_left",
+        "tscore_systemic",
+        "pelvis_density",
+        "height_cm",
+        *cue_columns(),
+    }
+    assert contract <= set(a.columns)
+    assert "swap_of" not in a.columns
 
 
 def test_tiny_preset_has_both_classes_in_every_cohort():
@@ -226,6 +380,73 @@ def test_n_studies_rescales_every_cohort():
     counts = table["cohort"].value_counts()
     assert counts.sum() == 150
     assert counts["development"] == 96 and counts["internal_test"] == 34
+
+
+# --------------------------------------------------------------------------- site swap
+
+_POSITIONING = {
+    "rotation_deg",
+    "shift_x_mm",
+    "shift_y_mm",
+    "pelvic_tilt",
+    "leg_rotation_right_deg",
+    "leg_rotation_left_deg",
+    "neck_foreshortening_right",
+    "neck_foreshortening_left",
+}
+
+
+def test_site_swap_rerenders_the_internal_studies_at_site_b():
+    plain = sample_cohort_table("default", seed=2, n_studies=300)
+    swap = sample_cohort_table("default", seed=2, n_studies=300, site_swap=True)
+    internal = swap[swap["cohort"] == "internal_test"].reset_index(drop=True)
+    external = swap[swap["cohort"] == "external_test"].reset_index(drop=True)
+    assert len(external) == len(internal) and (external["site"] == "B").all()
+    assert (external["swap_of"] == internal["study_id"]).all()
+    assert (swap.loc[swap["cohort"] != "external_test", "swap_of"] == "").all()
+    # The same latent studies: labels, bones, cues, anatomy, render seeds, DXA offset.
+    ids = {"study_id", "patient_id", "cohort", "site", "swap_of"}
+    same = [c for c in internal.columns if c not in _POSITIONING | ids]
+    pd.testing.assert_frame_equal(internal[same], external[same])
+    assert (external["dxa_tscore_offset"] == 0.0).all()
+    # Only the site's habits differ: the same standard normals, quantile-mapped.
+    a, b = SITE_POSITIONING["A"], SITE_POSITIONING["B"]
+    for column, field in (("shift_x_mm", "shift_x"), ("shift_y_mm", "shift_y")):
+        z = (internal[column] - getattr(a, f"{field}_mean_mm")) / getattr(a, f"{field}_sd_mm")
+        mapped = getattr(b, f"{field}_mean_mm") + getattr(b, f"{field}_sd_mm") * z
+        assert np.allclose(external[column], mapped)
+    z = (internal["leg_rotation_right_deg"] - a.leg_rotation_mean_deg) / a.leg_rotation_sd_deg
+    assert np.allclose(
+        external["leg_rotation_right_deg"], b.leg_rotation_mean_deg + b.leg_rotation_sd_deg * z
+    )
+    foreshortening = "neck_foreshortening_right"
+    assert not np.allclose(external[foreshortening], internal[foreshortening])
+    # Ids stay unique; patients are distinct (a shared patient would be dropped from the
+    # internal test set by make_splits); the other cohorts are untouched.
+    assert swap["study_id"].is_unique
+    assert not set(internal["patient_id"]) & set(external["patient_id"])
+    keep = plain[plain["cohort"] != "external_test"].reset_index(drop=True)
+    others = swap[swap["cohort"] != "external_test"].drop(columns="swap_of")
+    pd.testing.assert_frame_equal(keep, others.reset_index(drop=True))
+    split = make_splits(
+        swap.assign(study_date=pd.to_datetime(swap["study_date"])),  # as load_manifest parses
+        internal_test_from=COHORTS["internal_test"].date_from,
+        internal_test_to=COHORTS["internal_test"].date_to,
+    )
+    assert (split[swap["cohort"] == "internal_test"] == "internal_test").all()
+    assert (split[swap["cohort"] == "external_test"] == "external_test").all()
+
+
+def test_site_swap_summary_names_its_source():
+    preset = get_preset("default", 300)
+    table = sample_cohort_table(preset, seed=2, site_swap=True)
+    summary = cohort_summary(table, preset, 2, "dicom", site_swap=True)
+    entry = summary["cohorts"]["external_test"]
+    assert summary["site_swap"] is True and entry["swap_of"] == "internal_test"
+    assert entry["site"] == "B" and entry["date_from"] == COHORTS["internal_test"].date_from
+    internal = summary["cohorts"]["internal_test"]
+    assert entry["positives"] == internal["positives"]
+    assert entry["oracle_auc"] == internal["oracle_auc"]  # same studies, same ceiling
 
 
 # --------------------------------------------------------------------------- images
@@ -261,7 +482,8 @@ def test_cortical_thickness_measured_from_the_image_separates_the_classes():
             np.mean([cortical_thickness_index(pixels, rendered.mask, k) for k in (1, 2)])
         )
     measured = np.array(measured)
-    assert np.corrcoef(measured, sample["cti"])[0, 1] > 0.6
+    cti = sample[["cti_right", "cti_left"]].mean(axis=1)
+    assert np.corrcoef(measured, cti)[0, 1] > 0.6
     assert _auc(sample["label"], -measured) > 0.65
 
 

@@ -2,6 +2,7 @@
 
     python tools/make_synthetic.py --out data/synthetic --preset default
     python tools/make_synthetic.py --out /tmp/tiny --preset tiny --format png --workers 1
+    python tools/make_synthetic.py --out data/swap --preset default --site-swap
 
 Deterministic for a seed: the same files whatever the number of workers. See docs/synthetic.md.
 """
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=2, help="processes (1 = in-process)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--site-swap",
+        action="store_true",
+        help="external test = the internal test studies rendered at site B (site-drop study)",
+    )
     args = parser.parse_args(argv)
     if args.n_studies is not None and args.n_studies < 3:
         parser.error("--n-studies must be at least 3 (one per cohort)")
@@ -49,12 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         image_format=args.image_format,
         workers=args.workers,
         progress=not args.quiet,
+        site_swap=args.site_swap,
     )
     elapsed = time.perf_counter() - start
     print(
         f"{summary['studies']} studies of {summary['patients']} patients in {args.out} "
         f"({elapsed:.1f} s)"
     )
+    if summary["site_swap"]:
+        print("  site swap: the external test studies are the internal test studies at site B")
     for name, c in summary["cohorts"].items():
         readers = ""
         if "reader_auc" in c:

@@ -27,7 +27,7 @@ import pandas as pd
 from .anatomy import CORTEX_ROI_MM, NECK_ROI_MM
 from .presets import COHORTS, SITES, Preset, get_preset
 from .readers import READERS
-from .table import REPEAT_FRACTION, sample_cohort_table
+from .table import REPEAT_FRACTION, SWAP_SOURCE, SWAP_TARGET, sample_cohort_table
 
 __all__ = ["IMAGE_FORMATS", "MANIFEST_COLUMNS", "cohort_summary", "generate_cohort"]
 
@@ -75,16 +75,19 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return round(float(roc_auc_score(labels, scores)), 4)
 
 
-def cohort_summary(table: pd.DataFrame, preset: Preset, seed: int, image_format: str) -> dict:
+def cohort_summary(
+    table: pd.DataFrame, preset: Preset, seed: int, image_format: str, site_swap: bool = False
+) -> dict:
     """Counts, prevalence and the ceilings (oracle AUCs) per cohort, from the latent table."""
     cohorts: dict[str, dict[str, Any]] = {}
     for name in preset.n_studies:
         part = table[table["cohort"] == name]
-        spec = COHORTS[name]
+        # A swapped cohort keeps its source cohort's dates (the same studies).
+        spec = COHORTS[SWAP_SOURCE if site_swap and name == SWAP_TARGET else name]
         per_patient = part.groupby("patient_id").size()
         label = part["label"].to_numpy()
         entry: dict[str, Any] = {
-            "site": spec.site,
+            "site": str(part["site"].iloc[0]) if len(part) else COHORTS[name].site,
             "date_from": spec.date_from,
             "date_to": spec.date_to,
             "studies": int(len(part)),
@@ -98,6 +101,8 @@ def cohort_summary(table: pd.DataFrame, preset: Preset, seed: int, image_format:
             "oracle_auc_image_only": _auc(label, part["oracle_image_score"]),
             "oracle_auc_clinical_only": _auc(label, part["clinical_probability"]),
         }
+        if site_swap and name == SWAP_TARGET:
+            entry["swap_of"] = SWAP_SOURCE
         if name == "external_test":
             entry["reader_auc"] = {r.name: _auc(label, part[f"{r.name}_score"]) for r in READERS}
         cohorts[name] = entry
@@ -106,6 +111,7 @@ def cohort_summary(table: pd.DataFrame, preset: Preset, seed: int, image_format:
         "generator_version": GENERATOR_VERSION,
         "preset": preset.name,
         "seed": int(seed),
+        "site_swap": bool(site_swap),
         "format": image_format,
         "studies": int(len(table)),
         "patients": int(table["patient_id"].nunique()),
@@ -170,11 +176,14 @@ def generate_cohort(
     image_format: str = "dicom",
     workers: int = 2,
     progress: bool = True,
+    site_swap: bool = False,
 ) -> dict:
     """Write a synthetic cohort into ``out_dir`` and return its summary (cohort.json).
 
-    Deterministic for ``(preset, seed, n_studies, image_format)`` whatever ``workers`` is:
-    every random draw is made up front or from the study's own seed.
+    Deterministic for ``(preset, seed, n_studies, image_format, site_swap)`` whatever
+    ``workers`` is: every random draw is made up front or from the study's own seed.
+    ``site_swap=True``: the external test studies are the internal test studies rendered at
+    site B (``sample_cohort_table``; ``latent.csv`` pairs them in ``swap_of``).
     """
     if image_format not in IMAGE_FORMATS:
         raise ValueError(
@@ -188,7 +197,7 @@ def generate_cohort(
     if manifest_path.exists():
         manifest_path.unlink()  # a half-rewritten folder must not look complete
 
-    table = sample_cohort_table(spec, seed)
+    table = sample_cohort_table(spec, seed, site_swap=site_swap)
     suffix = IMAGE_FORMATS[image_format]
     records = table.to_dict("records")
     tasks = [
@@ -211,7 +220,7 @@ def generate_cohort(
     latent = pd.concat([table.reset_index(drop=True), geometry.reset_index(drop=True)], axis=1)
     _write_csv(latent, out / "latent.csv")
     _write_csv(_readers(table), out / "readers.csv")
-    summary = cohort_summary(table, spec, seed, image_format)
+    summary = cohort_summary(table, spec, seed, image_format, site_swap)
     write_text_atomic(out / "cohort.json", json.dumps(summary, indent=2) + "\n")
     _write_csv(_manifest(table, suffix), manifest_path)
     return summary

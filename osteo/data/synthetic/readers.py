@@ -3,8 +3,9 @@
 A radiologist judges the classic plain-film signs, cortical thickness and the trabecular
 pattern (Singh index), and a general impression of density, never the DXA. Each reader sees
 these through perceptual noise (a reader-specific sd) and maps the impression to a 5-point
-confidence scale with personal thresholds. The noise levels give AUCs near the reference
-readers' 0.749 and 0.700 (Kim et al. 2022) on the external cohort.
+confidence scale with personal thresholds. A radiograph shows both hips and the reader
+reports the worse one (the lower of the two hips' impressions). The noise levels give AUCs near
+the reference readers' 0.749 and 0.700 (Kim et al. 2022) on the external cohort.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bone import BONE_CUES
+from .nuisance import SIDES
 
 __all__ = ["READERS", "Reader", "reader_impression", "score_studies"]
 
@@ -29,15 +31,20 @@ class Reader:
 
 
 READERS: tuple[Reader, ...] = (
-    Reader("reader1", 1.75, (0.0, -1.3, -2.2, -3.1)),
-    Reader("reader2", 2.35, (0.4, -1.1, -2.4, -3.6)),
+    Reader("reader1", 1.4, (0.0, -1.3, -2.2, -3.1)),
+    Reader("reader2", 2.1, (0.4, -1.1, -2.4, -3.6)),
 )
 
 
 def reader_impression(cues: dict[str, np.ndarray]) -> np.ndarray:
-    """The noise-free impression: the mean of the visible cues read as T-scores."""
+    """The noise-free impression of the worse hip: per hip, the mean of the visible cues read
+    as T-scores; the lower of the two hips."""
     by_name = {cue.name: cue for cue in BONE_CUES}
-    return np.mean([by_name[n].standardised(cues[n]) for n in _READ_CUES], axis=0)
+    per_hip = [
+        np.mean([by_name[n].standardised(cues[f"{n}_{side}"]) for n in _READ_CUES], axis=0)
+        for side in SIDES
+    ]
+    return np.minimum(*per_hip)
 
 
 def score_studies(rng: np.random.Generator, cues: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
