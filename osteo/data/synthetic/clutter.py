@@ -60,6 +60,7 @@ ACRYLIC_MU_PER_MM = 0.023
 BLADE_TRANSMISSION = 1e-3
 PENUMBRA_MM = 1.5  # geometric unsharpness of the blade edge (focal spot x magnification)
 KEEPOUT_MARGIN_MM = 6.0  # clearance between clutter and the femurs / reference ROIs
+MAX_CORTEX_MM = 12.0  # thicker than any medial cortex the cues produce
 MAX_INSET_MM = 60.0  # how far a blade may come in from the detector edge
 
 # Probability that each blade pair's side shows on the image (top, bottom, image left, right).
@@ -154,19 +155,21 @@ class Keepout:
         return np.vstack(pts)
 
 
-def femur_keepout(femurs: dict[str, FemurGeometry], medial_cortex_mm: dict[str, float]) -> Keepout:
+def femur_keepout(femurs: dict[str, FemurGeometry]) -> Keepout:
     """Capsules enclosing each femur's solids (head, neck, trochanters, the whole shaft down
     past the image) and both reference ROIs, with ``KEEPOUT_MARGIN_MM`` to spare.
 
     The sizes follow femur.py's solids with room to spare (the shaft's metaphyseal flare is at
-    most 1.45 x its radius); tests check the keep-out against the rendered masks."""
+    most 1.45 x its radius); tests check the keep-out against the rendered masks. Only the
+    geometry enters, never a bone cue: the medial-cortex ROI is covered for any cortical
+    thickness up to ``MAX_CORTEX_MM``, so the clutter cannot depend on bone status."""
     segments, radii = [], []
 
     def add(a, b, radius):
         segments.append([np.asarray(a, float), np.asarray(b, float)])
         radii.append(float(radius) + KEEPOUT_MARGIN_MM)
 
-    for side, femur in femurs.items():
+    for femur in femurs.values():
         s = femur.scale
         add(femur.head_center, femur.head_center, femur.head_radius)
         add(femur.head_center, femur.junction, femur.neck_base_radius)
@@ -182,8 +185,8 @@ def femur_keepout(femurs: dict[str, FemurGeometry], medial_cortex_mm: dict[str, 
         add(lt, lt, 12.0 * s)
         neck = femur.point(s_neck=femur.neck_mid_s)
         add(neck, neck, NECK_ROI_MM / np.sqrt(2.0) + 1.0)
-        cortex = cortex_roi_center(femur, medial_cortex_mm[side])
-        add(cortex, cortex, CORTEX_ROI_MM / np.sqrt(2.0) + 1.0)
+        cortex = cortex_roi_center(femur, 0.0)  # the medial surface at the ROI's level
+        add(cortex, cortex, CORTEX_ROI_MM / np.sqrt(2.0) + 1.0 + 0.5 * MAX_CORTEX_MM)
     return Keepout(np.array(segments), np.array(radii))
 
 
@@ -489,14 +492,12 @@ class StudyClutter:
 
 
 def plan_clutter(
-    study: Mapping,
-    frame: PixelFrame,
-    femurs: dict[str, FemurGeometry],
-    medial_cortex_mm: dict[str, float],
+    study: Mapping, frame: PixelFrame, femurs: dict[str, FemurGeometry]
 ) -> StudyClutter:
-    """Collimation, marker and text for one study; depends on the frame only through its
-    field of view in mm, so every spacing gets the same plan."""
-    keepout = femur_keepout(femurs, medial_cortex_mm)
+    """Collimation, marker and text for one study. Depends on the frame only through its
+    field of view and placement in mm, so every spacing gets the same plan, and on the femurs'
+    geometry, never on a bone cue."""
+    keepout = femur_keepout(femurs)
     collimation = plan_collimation(frame, keepout, clutter_rng(study, "collimation"))
     marker = plan_marker(frame, keepout, collimation, clutter_rng(study, "marker"))
     text = plan_text(frame, keepout, clutter_rng(study, "text"))

@@ -49,9 +49,8 @@ def render_study(study: Mapping) -> RenderedStudy:
         float(study["hurst"]),
     )
     cti, calcar = float(study["cti"]), float(study["calcar_mm"])
-    cortex = {s: medial_cortex_mm(femurs[s], cti, calcar, femurs[s].cortex_roi_t) for s in SIDES}
     # Collimation, lead marker and burned-in text: planned in mm, clear of both femurs.
-    clutter = plan_clutter(study, frame, femurs, cortex)
+    clutter = plan_clutter(study, frame, femurs)
 
     soft = render_soft_tissue(frame, study, rng) + render_gas(frame, study, rng)
     bone = render_pelvis(frame, build_pelvis(study), femurs, rng)
@@ -71,6 +70,7 @@ def render_study(study: Mapping) -> RenderedStudy:
     stored = acquire(attenuation, soft > 30.0, site, study, rng, fluence=fluence)
     stored = clutter.burn(stored, frame, site.bits_stored, site.photometric)
 
+    cortex = {s: medial_cortex_mm(femurs[s], cti, calcar, femurs[s].cortex_roi_t) for s in SIDES}
     geometry = reference_geometry(frame, femurs, cortex)
     geometry["pixel_spacing_mm"] = site.spacing_mm
     return RenderedStudy(stored=stored, mask=mask, geometry=geometry, site=site)
