@@ -96,9 +96,9 @@ def _circle_through(p1, p2, p3) -> tuple[np.ndarray, float]:
 # (u towards the midline, v caudal): each wall's free edge is an arc from the lateral end of
 # the roof down across the head. The posterior wall's edge runs near the head centre (normally
 # it passes through or just lateral of it), the anterior wall's edge more medially and more
-# obliquely (Tannast et al., AJR 2007: "Tips and tricks for reading pelvic radiographs";
-# a crossing of the two is the crossover sign). Each wall covers the head on the medial side
-# of its edge; its rim, seen tangentially, is a thin dense line.
+# obliquely (Tannast, Siebenrock and Anderson, AJR 2007, "Femoroacetabular impingement:
+# radiographic diagnosis"; a crossing of the two is the crossover sign). Each wall covers the
+# head on the medial side of its edge; its rim, seen tangentially, is a thin dense line.
 _POSTERIOR_EDGE = np.array([[-0.80, -0.62], [-0.12, 0.0], [0.20, 1.08]])
 _ANTERIOR_EDGE = np.array([[-0.70, -0.72], [0.30, 0.05], [0.95, 0.55]])
 
