@@ -142,7 +142,12 @@ def render_pelvis(
     pelvis: PelvisGeometry,
     femurs: dict[str, FemurGeometry],
     rng: np.random.Generator,
+    *,
+    walls_rng: np.random.Generator,
 ) -> np.ndarray:
+    """Pelvic bone (mm of cortical-bone equivalent). ``rng`` draws the cancellous texture,
+    ``walls_rng`` (a stream of its own, ``clutter.clutter_rng(study, "acetabular_walls")``)
+    the per-study variation of the acetabular walls."""
     canvas = np.zeros(frame.shape, dtype=np.float32)
     sx, sy, hw = pelvis.width, pelvis.height, pelvis.head_half_distance
 
@@ -277,7 +282,7 @@ def render_pelvis(
     noise = fractal_noise(rng, (128, 128), 2.0, hurst=0.4, cutoff_mm=1.5)
     for side, sign in (("right", -1.0), ("left", 1.0)):
         head, r_h = femurs[side].head_center, femurs[side].head_radius
-        walls = _acetabular_walls(head, r_h, sign, _wall_jitter(rng))
+        walls = _acetabular_walls(head, r_h, sign, _wall_jitter(walls_rng))
         _add(canvas, frame, head, r_h + 16.0, walls)
 
     # Cancellous texture of the pelvic bones (not a bone-status cue: fixed statistics).

@@ -15,7 +15,7 @@ import numpy as np
 from .acquisition import acquire
 from .anatomy import build_femur, build_frame, build_pelvis, reference_geometry
 from .bone import trabecular_appearance
-from .clutter import plan_clutter
+from .clutter import clutter_rng, plan_clutter
 from .femur import medial_cortex_mm, render_femur
 from .nuisance import SIDES
 from .pelvis import render_pelvis
@@ -53,7 +53,8 @@ def render_study(study: Mapping) -> RenderedStudy:
     clutter = plan_clutter(study, frame, femurs)
 
     soft = render_soft_tissue(frame, study, rng) + render_gas(frame, study, rng)
-    bone = render_pelvis(frame, build_pelvis(study), femurs, rng)
+    walls_rng = clutter_rng(study, "acetabular_walls")
+    bone = render_pelvis(frame, build_pelvis(study), femurs, rng, walls_rng=walls_rng)
     trabecular = np.zeros(frame.shape, dtype=np.float32)
     mask = np.zeros(frame.shape, dtype=np.uint8)
     for label, side in enumerate(SIDES, start=1):
