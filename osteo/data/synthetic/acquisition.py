@@ -36,8 +36,9 @@ def acquire(
     ``body`` marks the pixels behind the patient: the console ranges on those, so the
     unattenuated beam outside the body saturates to black as on real films. ``fluence``
     (``clutter.collimation_fluence``) is the fraction of the primary beam the collimator lets
-    through: behind the blades there is neither primary nor the scatter it would raise, and
-    the console ranges on the exposed field only, so those regions come out unexposed (white).
+    through: behind the blades the primary is blocked and only a trace (5%) of the scatter
+    veil arrives, and the console ranges on the exposed field only, so those regions come out
+    unexposed (white).
     """
     spacing = site.spacing_mm
     primary = np.exp(-attenuation.astype(np.float32))
