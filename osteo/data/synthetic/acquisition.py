@@ -29,19 +29,30 @@ def acquire(
     site: SiteAcquisition,
     study: Mapping,
     rng: np.random.Generator,
+    fluence: np.ndarray | None = None,
 ) -> np.ndarray:
     """Stored pixel values (uint16) for a map of line-integrated attenuation (unitless).
 
     ``body`` marks the pixels behind the patient: the console ranges on those, so the
-    unattenuated beam outside the body saturates to black as on real films.
+    unattenuated beam outside the body saturates to black as on real films. ``fluence``
+    (``clutter.collimation_fluence``) is the fraction of the primary beam the collimator lets
+    through: behind the blades the primary is blocked and only a trace (5%) of the scatter
+    veil arrives, and the console ranges on the exposed field only, so those regions come out
+    unexposed (white).
     """
     spacing = site.spacing_mm
     primary = np.exp(-attenuation.astype(np.float32))
+    if fluence is not None:
+        primary = primary * fluence
+        body = body & (fluence > 0.5)
     blur_px = site.blur_mm * float(study["blur_scale"]) / spacing
     primary = ndimage.gaussian_filter(primary, blur_px, mode="nearest")
 
     thickness = float(study["soft_tissue_mm"]) / REFERENCE_SOFT_TISSUE_MM
     scatter = site.scatter_fraction * thickness * smooth_large(primary, 35.0 / spacing)
+    if fluence is not None:
+        # The veil is raised by the irradiated patient; behind a blade only a trace arrives.
+        scatter = scatter * np.maximum(fluence, np.float32(0.05))
     signal = primary + scatter
 
     quanta = site.photons_per_pixel * float(study["exposure"]) * (spacing / 1.0) ** 2

@@ -2,10 +2,11 @@
 
 Parts (per side where paired): iliac wing with its crest, the supra-acetabular bone, the
 acetabulum with its socket around the femoral head, the sourcil (sclerotic roof line), the
-posterior wall line and the teardrop, the iliopectineal line (pelvic brim), the obturator
-ring (pubic and ischial rami), the pubic bodies with the symphysis, the ischial tuberosity,
-the sacrum with its foramina, and the lowest lumbar vertebra. Sizes are those of an adult
-female pelvis at skeletal scale 1 (head centres 176 mm apart).
+anterior and posterior acetabular walls crossing the femoral head, the teardrop, the
+iliopectineal line (pelvic brim), the obturator ring (pubic and ischial rami), the pubic
+bodies with the symphysis, the ischial tuberosity, the sacrum with its foramina, and the
+lowest lumbar vertebra. Sizes are those of an adult female pelvis at skeletal scale 1 (head
+centres 176 mm apart).
 """
 
 from __future__ import annotations
@@ -83,12 +84,70 @@ def _ilium(pivot, sign, sx, sy) -> Shape:
     return shape
 
 
+def _circle_through(p1, p2, p3) -> tuple[np.ndarray, float]:
+    """Centre and radius of the circle through three points (2D)."""
+    a = 2.0 * np.array([p2 - p1, p3 - p1])
+    b = np.array([p2 @ p2 - p1 @ p1, p3 @ p3 - p1 @ p1])
+    center = np.linalg.solve(a, b)
+    return center, float(np.linalg.norm(p1 - center))
+
+
+# The acetabular walls as seen on an AP radiograph, in head radii around the head centre
+# (u towards the midline, v caudal): each wall's free edge is an arc from the lateral end of
+# the roof down across the head. The posterior wall's edge runs near the head centre (normally
+# it passes through or just lateral of it), the anterior wall's edge more medially and more
+# obliquely (Tannast, Siebenrock and Anderson, AJR 2007, "Femoroacetabular impingement:
+# radiographic diagnosis"; a crossing of the two is the crossover sign). Each wall covers the
+# head on the medial side of its edge; its rim, seen tangentially, is a thin dense line.
+_POSTERIOR_EDGE = np.array([[-0.80, -0.62], [-0.12, 0.0], [0.20, 1.08]])
+_ANTERIOR_EDGE = np.array([[-0.70, -0.72], [0.30, 0.05], [0.95, 0.55]])
+
+
+def _wall_jitter(rng: np.random.Generator) -> np.ndarray:
+    """Per-study shifts of the edges (head radii; version and tilt vary) and thickness factors."""
+    return np.concatenate([rng.normal(0.0, 0.08, 2), rng.uniform(0.7, 1.3, 2)])
+
+
+def _acetabular_walls(head: np.ndarray, r_h: float, sign: float, jitter: np.ndarray) -> Shape:
+    walls = []
+    for k, (edge, sheet, rim) in enumerate(
+        ((_POSTERIOR_EDGE, 2.5, 5.0), (_ANTERIOR_EDGE, 1.8, 4.0))
+    ):
+        points = edge.copy()
+        points[1, 0] += jitter[k]
+        center, radius = _circle_through(*points)
+        medial_side = np.array([2.0, 0.0])  # a point surely covered: beyond the medial pole
+        covered_inside = np.linalg.norm(medial_side - center) < radius
+        walls.append((center, radius, covered_inside, sheet * jitter[2 + k], rim * jitter[2 + k]))
+
+    def shape(x, y):
+        u = (x - np.float32(head[0])) * np.float32(-sign)
+        v = y - np.float32(head[1])
+        dist = np.hypot(u, v)
+        fade = 1.0 - smoothstep(dist, r_h + 4.0, r_h + 14.0)
+        total = np.zeros_like(x)
+        for center, radius, covered_inside, sheet, rim in walls:
+            d = np.hypot(u - np.float32(center[0] * r_h), v - np.float32(center[1] * r_h))
+            depth = d - np.float32(radius * r_h)  # mm past the edge, positive on the covered side
+            if covered_inside:
+                depth = -depth
+            total += sheet * smoothstep(depth, 0.0, 2.5) + rim * tube(depth - 1.0, 1.0)
+        return total * fade
+
+    return shape
+
+
 def render_pelvis(
     frame: PixelFrame,
     pelvis: PelvisGeometry,
     femurs: dict[str, FemurGeometry],
     rng: np.random.Generator,
+    *,
+    walls_rng: np.random.Generator,
 ) -> np.ndarray:
+    """Pelvic bone (mm of cortical-bone equivalent). ``rng`` draws the cancellous texture,
+    ``walls_rng`` (a stream of its own, ``clutter.clutter_rng(study, "acetabular_walls")``)
+    the per-study variation of the acetabular walls."""
     canvas = np.zeros(frame.shape, dtype=np.float32)
     sx, sy, hw = pelvis.width, pelvis.height, pelvis.head_half_distance
 
@@ -117,18 +176,11 @@ def render_pelvis(
             dist = np.hypot(dx, dy)
             # Angle from straight up, positive towards the midline.
             angle = np.arctan2(-sign * dx, -dy)
-            sourcil = (
+            return (
                 2.2
                 * tube(dist - (r_h + 4.0), 2.4)
                 * (smoothstep(angle, -1.25, -0.95) * (1.0 - smoothstep(angle, 0.7, 1.0)))
             )
-            # Posterior wall: a faint line over the lateral half of the head.
-            wall = (
-                0.7
-                * tube(dist - (r_h + 1.0), 1.2)
-                * (smoothstep(angle, -2.3, -2.0) * (1.0 - smoothstep(angle, -1.0, -0.7)))
-            )
-            return sourcil + wall
 
         _add(canvas, frame, head, r_h + 8.0, roof_lines)
 
@@ -227,10 +279,15 @@ def render_pelvis(
 
     _add(canvas, frame, (0.0, -165.0 * sy), 56.0 * sx, lumbar)
 
+    noise = fractal_noise(rng, (128, 128), 2.0, hurst=0.4, cutoff_mm=1.5)
+    for side, sign in (("right", -1.0), ("left", 1.0)):
+        head, r_h = femurs[side].head_center, femurs[side].head_radius
+        walls = _acetabular_walls(head, r_h, sign, _wall_jitter(walls_rng))
+        _add(canvas, frame, head, r_h + 16.0, walls)
+
     # Cancellous texture of the pelvic bones (not a bone-status cue: fixed statistics).
     np.maximum(canvas, 0.0, out=canvas)  # the joint lines may not make bone negative
     bone = canvas > 0.05
     x, y = frame.patient_grid(*frame.full())
-    noise = fractal_noise(rng, (128, 128), 2.0, hurst=0.4, cutoff_mm=1.5)
     canvas[bone] *= 1.0 + 0.12 * sample_periodic(noise, x[bone], y[bone], 2.0)
     return canvas

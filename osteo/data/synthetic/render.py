@@ -15,6 +15,7 @@ import numpy as np
 from .acquisition import acquire
 from .anatomy import build_femur, build_frame, build_pelvis, reference_geometry
 from .bone import trabecular_appearance
+from .clutter import clutter_rng, plan_clutter
 from .femur import medial_cortex_mm, render_femur
 from .nuisance import SIDES
 from .pelvis import render_pelvis
@@ -48,9 +49,12 @@ def render_study(study: Mapping) -> RenderedStudy:
         float(study["hurst"]),
     )
     cti, calcar = float(study["cti"]), float(study["calcar_mm"])
+    # Collimation, lead marker and burned-in text: planned in mm, clear of both femurs.
+    clutter = plan_clutter(study, frame, femurs)
 
     soft = render_soft_tissue(frame, study, rng) + render_gas(frame, study, rng)
-    bone = render_pelvis(frame, build_pelvis(study), femurs, rng)
+    walls_rng = clutter_rng(study, "acetabular_walls")
+    bone = render_pelvis(frame, build_pelvis(study), femurs, rng, walls_rng=walls_rng)
     trabecular = np.zeros(frame.shape, dtype=np.float32)
     mask = np.zeros(frame.shape, dtype=np.uint8)
     for label, side in enumerate(SIDES, start=1):
@@ -62,7 +66,10 @@ def render_study(study: Mapping) -> RenderedStudy:
         mask[layers.box][layers.footprint] = label
 
     attenuation = MU_SOFT * soft + MU_BONE * (bone + look.density * trabecular)
-    stored = acquire(attenuation, soft > 30.0, site, study, rng)
+    clutter.add_attenuation(attenuation, frame)
+    fluence = clutter.fluence(frame)
+    stored = acquire(attenuation, soft > 30.0, site, study, rng, fluence=fluence)
+    stored = clutter.burn(stored, frame, site.bits_stored, site.photometric)
 
     cortex = {s: medial_cortex_mm(femurs[s], cti, calcar, femurs[s].cortex_roi_t) for s in SIDES}
     geometry = reference_geometry(frame, femurs, cortex)
