@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy import ndimage
 
 from .presets import SiteAcquisition
-from .resample import smooth_large
+from .resample import smooth, smooth_large
 
 __all__ = ["acquire"]
 
@@ -38,20 +37,23 @@ def acquire(
     spacing = site.spacing_mm
     primary = np.exp(-attenuation.astype(np.float32))
     blur_px = site.blur_mm * float(study["blur_scale"]) / spacing
-    primary = ndimage.gaussian_filter(primary, blur_px, mode="nearest")
+    primary = smooth(primary, blur_px)
 
     thickness = float(study["soft_tissue_mm"]) / REFERENCE_SOFT_TISSUE_MM
     scatter = site.scatter_fraction * thickness * smooth_large(primary, 35.0 / spacing)
     signal = primary + scatter
 
-    quanta = site.photons_per_pixel * float(study["exposure"]) * (spacing / 1.0) ** 2
+    # Quantum noise: detected quanta per pixel = fluence per mm^2 x pixel area, so a coarser
+    # pixel is exactly as noisy as the average of the fine pixels it covers.
+    quanta = site.photons_per_mm2 * float(study["exposure"]) * spacing**2
     noise = rng.standard_normal(signal.shape, dtype=np.float32)
     counted = signal + np.sqrt(signal / np.float32(quanta)) * noise
     log_image = -np.log(np.maximum(counted, 1e-6))
 
-    # Console: flatten the large-scale range so pelvis and thighs both fit, sharpen edges.
-    low = smooth_large(log_image, 30.0 / spacing)
-    detail = log_image - ndimage.gaussian_filter(log_image, 2.0 / spacing, mode="nearest")
+    # Console: flatten the large-scale range so pelvis and thighs both fit, sharpen edges;
+    # both kernels are defined in mm at the detector, whatever the pixel spacing.
+    low = smooth_large(log_image, site.range_kernel_mm / spacing)
+    detail = log_image - smooth(log_image, site.edge_kernel_mm / spacing)
     processed = log_image - site.range_compression * low + site.edge_enhancement * detail
 
     # Auto-ranging ("exposure data recognition"): robust histogram ends map to the tone curve.
@@ -60,9 +62,11 @@ def acquire(
     lo, hi = float(lo), float(hi)  # Python floats keep the arithmetic in float32
     x = np.clip((processed - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     slope = 4.0 * site.tone_slope * float(study["contrast"])
-    # A sigmoid tone curve centred slightly above mid-grey (bone detail in the upper half).
-    curve = np.tanh(np.float32(slope / 2.0) * (x - np.float32(0.55)))
-    ends = np.tanh(slope / 2.0 * (np.array([0.0, 1.0]) - 0.55))
+    # A sigmoid tone curve centred per site (A slightly above mid-grey: bone detail in the
+    # upper half).
+    centre = np.float32(site.tone_centre)
+    curve = np.tanh(np.float32(slope / 2.0) * (x - centre))
+    ends = np.tanh(slope / 2.0 * (np.array([0.0, 1.0]) - site.tone_centre))
     x = (curve - np.float32(ends[0])) / np.float32(ends[1] - ends[0])
     top = 2**site.bits_stored - 1
     stored = np.rint(x * top).astype(np.uint16)

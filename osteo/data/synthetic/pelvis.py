@@ -16,7 +16,7 @@ import numpy as np
 
 from .anatomy import FemurGeometry, PelvisGeometry, PixelFrame
 from .primitives import ellipsoid, ring_tube, smoothstep, tube
-from .texture import fractal_noise, sample_periodic
+from .texture import TrabecularField
 
 __all__ = ["render_pelvis"]
 
@@ -227,10 +227,13 @@ def render_pelvis(
 
     _add(canvas, frame, (0.0, -165.0 * sy), 56.0 * sx, lumbar)
 
-    # Cancellous texture of the pelvic bones (not a bone-status cue: fixed statistics).
+    # Cancellous texture of the pelvic bones at its physical scale (isotropic, Tb.Sp ~0.9 mm;
+    # fixed statistics: the pelvis follows bone status through its density, pelvis_density).
     np.maximum(canvas, 0.0, out=canvas)  # the joint lines may not make bone negative
     bone = canvas > 0.05
     x, y = frame.patient_grid(*frame.full())
-    noise = fractal_noise(rng, (128, 128), 2.0, hurst=0.4, cutoff_mm=1.5)
-    canvas[bone] *= 1.0 + 0.12 * sample_periodic(noise, x[bone], y[bone], 2.0)
+    field = TrabecularField(
+        int(rng.integers(0, 2**62)), 0.9, 0.2, hurst=0.4, elongation=1.0, pixel_mm=frame.spacing
+    )
+    canvas[bone] *= 1.0 + 0.12 * field(x[bone], y[bone])
     return canvas

@@ -15,7 +15,7 @@ import numpy as np
 from .anatomy import PixelFrame
 from .primitives import ellipsoid, smoothstep
 from .resample import FACTOR, upsample
-from .texture import fractal_noise
+from .texture import fractal_noise, sample_periodic
 
 __all__ = ["render_gas", "render_soft_tissue"]
 
@@ -40,9 +40,9 @@ def render_soft_tissue(frame: PixelFrame, study: Mapping, rng: np.random.Generat
     thighs = np.minimum(thighs, 0.95 * depth)
     split = smoothstep(y, 50.0, 150.0)
     tissue = (1.0 - split) * trunk + split * np.minimum(thighs, trunk + 1.0)
-    planes = fractal_noise(
-        rng, coarse.shape, coarse.spacing, hurst=0.7, cutoff_mm=6.0, largest_mm=120.0
-    )
+    # On a fixed 4 mm grid (periodic over 512 mm), so every pixel spacing sees the same planes.
+    planes = fractal_noise(rng, (128, 128), 4.0, hurst=0.7, cutoff_mm=6.0, largest_mm=120.0)
+    planes = sample_periodic(planes, x, y, 4.0)
     return upsample(tissue * (1.0 + 0.012 * planes), frame.shape)
 
 

@@ -17,7 +17,7 @@ from .bone import (
     probability_of_label,
     sample_bone_cues,
 )
-from .nuisance import sample_acquisition, sample_anatomy
+from .nuisance import SIDES, sample_acquisition, sample_anatomy
 from .population import (
     OSTEOPOROSIS_TSCORE,
     Patients,
@@ -149,6 +149,10 @@ def _one_cohort(
             "dxa_tscore_offset": spec.dxa_tscore_offset,
             "label": visits["label"].astype(int),
             **cues,
+            # Render-branch shim for the v2 columns (the latent helper's table replaces it):
+            # both hips share today's cues, the pelvis follows the bone T-score.
+            **{f"{name}_{side}": value for name, value in cues.items() for side in SIDES},
+            "pelvis_density": 1.0 + 0.05 * tscore_bone,
             **{key: value[owner] for key, value in anatomy.items()},
             **acquisition,
             "render_seed": rng.integers(0, 2**63 - 1, n_studies, dtype=np.int64),
