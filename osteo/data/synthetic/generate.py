@@ -37,16 +37,34 @@ from osteo.files import atomic_open, write_text_atomic  # noqa: E402
 IMAGE_FORMATS = {"dicom": ".dcm", "png": ".png"}
 # The manifest contract lives in osteo.data.manifest; the generator writes exactly it.
 MANIFEST_COLUMNS = (*REQUIRED_COLUMNS, "mask_path", "label")
-GENERATOR_VERSION = 1
+# 2: physical scale (sites in mm, any spacing), per-hip cues, systemic bone (pelvis_density).
+GENERATOR_VERSION = 2
 
 
-def _render_and_write(task: tuple[dict[str, Any], str, str, str, int]) -> dict[str, float]:
+def study_spacing(site: str, spacing_mm: float | None, fullres: bool) -> float | None:
+    """The spacing a study of ``site`` is rendered at: native, the one asked for, or None
+    (the site's archive spacing)."""
+    if fullres:
+        return SITES[site].native_spacing_mm
+    return spacing_mm
+
+
+def spacing_label(spacing_mm: float | None, fullres: bool) -> str:
+    """How cohort.json names the spacing choice: archive, native, or the value in mm."""
+    if fullres:
+        return "native"
+    return "archive" if spacing_mm is None else f"{float(spacing_mm):g}"
+
+
+def _render_and_write(
+    task: tuple[dict[str, Any], str, str, str, int, float | None],
+) -> dict[str, float]:
     """Worker: render one study, write its image and mask, return its reference geometry."""
     from .render import render_study
     from .writers import write_dicom, write_mask_png, write_png
 
-    study, image_path, mask_path, image_format, seed = task
-    rendered = render_study(study)
+    study, image_path, mask_path, image_format, seed, spacing_mm = task
+    rendered = render_study(study, spacing_mm)
     if image_format == "dicom":
         write_dicom(Path(image_path), rendered.stored, rendered.site, study, seed)
     else:
@@ -75,7 +93,14 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return round(float(roc_auc_score(labels, scores)), 4)
 
 
-def cohort_summary(table: pd.DataFrame, preset: Preset, seed: int, image_format: str) -> dict:
+def cohort_summary(
+    table: pd.DataFrame,
+    preset: Preset,
+    seed: int,
+    image_format: str,
+    spacing_mm: float | None = None,
+    fullres: bool = False,
+) -> dict:
     """Counts, prevalence and the ceilings (oracle AUCs) per cohort, from the latent table."""
     cohorts: dict[str, dict[str, Any]] = {}
     for name in preset.n_studies:
@@ -107,6 +132,7 @@ def cohort_summary(table: pd.DataFrame, preset: Preset, seed: int, image_format:
         "preset": preset.name,
         "seed": int(seed),
         "format": image_format,
+        "spacing": spacing_label(spacing_mm, fullres),
         "studies": int(len(table)),
         "patients": int(table["patient_id"].nunique()),
         "target_repeat_fraction": round(REPEAT_FRACTION, 4),
@@ -120,9 +146,14 @@ def cohort_summary(table: pd.DataFrame, preset: Preset, seed: int, image_format:
                 "rows": site.shape[0],
                 "columns": site.shape[1],
                 "spacing_mm": site.spacing_mm,
+                "native_spacing_mm": site.native_spacing_mm,
+                "archive_spacing_mm": site.archive_spacing_mm,
+                "field_of_view_mm": list(site.field_of_view_mm),
                 "bits_stored": site.bits_stored,
             }
-            for name, site in SITES.items()
+            for name, site in (
+                (n, s.at_spacing(study_spacing(n, spacing_mm, fullres))) for n, s in SITES.items()
+            )
         },
     }
 
@@ -170,12 +201,21 @@ def generate_cohort(
     image_format: str = "dicom",
     workers: int = 2,
     progress: bool = True,
+    spacing_mm: float | None = None,
+    fullres: bool = False,
 ) -> dict:
     """Write a synthetic cohort into ``out_dir`` and return its summary (cohort.json).
 
-    Deterministic for ``(preset, seed, n_studies, image_format)`` whatever ``workers`` is:
-    every random draw is made up front or from the study's own seed.
+    Images are rendered directly at each site's archive spacing, or at ``spacing_mm``
+    (0.1-1.5 mm, both sites), or with ``fullres`` at each site's native detector spacing.
+    Deterministic for ``(preset, seed, n_studies, image_format, spacing)`` whatever
+    ``workers`` is: every random draw is made up front or from the study's own seed.
     """
+    if fullres and spacing_mm is not None:
+        raise ValueError("give either spacing_mm or fullres, not both")
+    if spacing_mm is not None:
+        for site in SITES.values():
+            site.at_spacing(spacing_mm)  # refuses a spacing outside 0.1-1.5 mm
     if image_format not in IMAGE_FORMATS:
         raise ValueError(
             f"unknown format '{image_format}'; expected one of {', '.join(IMAGE_FORMATS)}"
@@ -198,6 +238,7 @@ def generate_cohort(
             str(out / "masks" / f"{rec['study_id']}.png"),
             image_format,
             seed,
+            study_spacing(str(rec["site"]), spacing_mm, fullres),
         )
         for rec in records
     ]
@@ -211,7 +252,7 @@ def generate_cohort(
     latent = pd.concat([table.reset_index(drop=True), geometry.reset_index(drop=True)], axis=1)
     _write_csv(latent, out / "latent.csv")
     _write_csv(_readers(table), out / "readers.csv")
-    summary = cohort_summary(table, spec, seed, image_format)
+    summary = cohort_summary(table, spec, seed, image_format, spacing_mm, fullres)
     write_text_atomic(out / "cohort.json", json.dumps(summary, indent=2) + "\n")
     _write_csv(_manifest(table, suffix), manifest_path)
     return summary

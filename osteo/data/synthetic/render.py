@@ -83,7 +83,7 @@ def femur_cues(study: Mapping, side: str) -> dict[str, float]:
 def render_attenuation(study: Mapping, spacing_mm: float | None = None) -> Attenuation:
     """Everything up to the detector, at ``spacing_mm`` (None: the site's archive spacing)."""
     site = SITES[str(study["site"])].at_spacing(spacing_mm)
-    frame = build_frame(study, site.shape, site.spacing_mm)
+    frame = build_frame(study, site.shape, site.spacing_mm, site.field_of_view_mm)
     femurs = {side: build_femur(study, side) for side in SIDES}
     cues = {side: femur_cues(study, side) for side in SIDES}
 

@@ -44,10 +44,16 @@ def downsample(image: np.ndarray, factor: int = FACTOR) -> np.ndarray:
 def upsample(coarse: np.ndarray, shape: tuple[int, int], factor: int = FACTOR) -> np.ndarray:
     """Separable linear interpolation back to ``shape`` (edges held constant)."""
     coarse = coarse.astype(np.float32, copy=False)
-    lo, hi, w = _interpolation(shape[0], coarse.shape[0], factor)
-    rows = coarse[lo] * (1.0 - w)[:, None] + coarse[hi] * w[:, None]
+    # Columns first, on the few coarse rows; then whole-row gathers (contiguous copies).
     lo, hi, w = _interpolation(shape[1], coarse.shape[1], factor)
-    return rows[:, lo] * (1.0 - w) + rows[:, hi] * w
+    cols = coarse[:, lo] * (1.0 - w) + coarse[:, hi] * w
+    lo, hi, w = _interpolation(shape[0], coarse.shape[0], factor)
+    out = cols[lo]
+    out *= (1.0 - w)[:, None]
+    upper = cols[hi]
+    upper *= w[:, None]
+    out += upper
+    return out
 
 
 def smooth(image: np.ndarray, sigma_px: float) -> np.ndarray:
