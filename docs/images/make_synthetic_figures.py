@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from osteo.data.synthetic import BONE_CUES, SITES, render_study, sample_cohort_table  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
+TILE = 360  # pixels per tile of the spacing figure (64 mm: 0.18 mm per screen pixel)
 
 
 def display(rendered) -> np.ndarray:
@@ -79,11 +80,12 @@ def expected_cues(tscore: float) -> dict[str, float]:
 
 
 def hip_tile(study: dict, spacing_mm: float | None, size_mm: float, tile_px: int) -> np.ndarray:
-    """The right proximal femur (``size_mm`` square around the neck), resized to ``tile_px``."""
+    """The right head and neck (``size_mm`` square), resized to ``tile_px``."""
     rendered = render_study(study, spacing_mm)
     g, spacing = rendered.geometry, rendered.site.spacing_mm
-    r = 0.5 * (g["right_neck_roi_r0"] + g["right_neck_roi_r1"])
-    c = 0.5 * (g["right_neck_roi_c0"] + g["right_neck_roi_c1"])
+    # Centred between the head centre and the neck ROI's centre.
+    r = 0.5 * (g["right_neck_axis_r0"] + 0.5 * (g["right_neck_roi_r0"] + g["right_neck_roi_r1"]))
+    c = 0.5 * (g["right_neck_axis_c0"] + 0.5 * (g["right_neck_roi_c0"] + g["right_neck_roi_c1"]))
     half = int(round(0.5 * size_mm / spacing))
     pixels = display(rendered)[int(r) - half : int(r) + half, int(c) - half : int(c) + half]
     # Archive tiles keep their pixels visible (nearest); native tiles are only resized.
@@ -99,10 +101,10 @@ def hip_spacing_figure(study: dict, tscores=(-4.0, -2.5, -1.0, 1.0)) -> None:
         native = SITES[site].native_spacing_mm
         for spacing in (native, None):
             tiles = [
-                hip_tile({**study, **expected_cues(t), "site": site}, spacing, 44.0, 300)
+                hip_tile({**study, **expected_cues(t), "site": site}, spacing, 64.0, TILE)
                 for t in tscores
             ]
-            gap = np.full((300, 4), 255, dtype=np.uint8)
+            gap = np.full((TILE, 4), 255, dtype=np.uint8)
             row = tiles[0]
             for tile in tiles[1:]:
                 row = np.concatenate([row, gap, tile], axis=1)
