@@ -133,8 +133,8 @@ def trabecular_appearance(pattern: float, density: float, hurst: float) -> Trabe
         compressive=_sigmoid((pattern + 3.6) / 0.7),
         secondary=_sigmoid((pattern + 2.6) / 0.6),
         ward_radius_mm=float(np.clip(6.0 - 2.2 * pattern, 4.0, 17.0)),
-        # Tb.Sp ~0.7 mm in healthy femoral necks, up to ~1.4 mm in osteoporosis; Tb.Th thins
-        # from ~0.22 to ~0.12 mm (micro-CT: Ding & Hvid, Bone 2000; Chen et al., JBMR 2010).
+        # Tb.Sp ~0.6-0.8 mm, Tb.Th ~0.2 mm in the femoral head and neck (micro-CT, Hildebrand
+        # et al., JBMR 1999); spacing grows and trabeculae thin with bone loss.
         spacing_mm=float(np.clip(0.8 - 0.15 * pattern, 0.5, 1.5)),
         thickness_mm=float(np.clip(0.2 + 0.025 * pattern, 0.1, 0.3)),
         contrast=float(np.clip(0.40 + 0.05 * pattern, 0.15, 0.55)),

@@ -1,7 +1,7 @@
 """Projected trabecular texture at its physical scale, pre-filtered for the output pixel.
 
 Trabeculae are 0.1-0.3 mm thick and 0.5-1.5 mm apart, the spacing growing with bone loss
-(Tb.Th, Tb.Sp from micro-CT: Hildebrand et al., JBMR 1999; Ding & Hvid, Bone 2000). A
+(Tb.Th, Tb.Sp from micro-CT of the femoral head and neck: Hildebrand et al., JBMR 1999). A
 radiograph sums them through 20-40 mm of bone, so what shows is a random texture whose power
 spectrum has two parts: a band around 1/Tb.Sp from the (partly aligned) trabeculae of a group,
 rolled off above ~1/(pi Tb.Th) by their thickness, and a fractal, ``f^-(H+1)`` low-frequency
