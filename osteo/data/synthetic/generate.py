@@ -73,6 +73,30 @@ def _render_and_write(
     return rendered.geometry
 
 
+def _keep_freed_memory() -> None:
+    """Worker initialiser: let glibc reuse freed image buffers instead of returning them.
+
+    A render allocates a few dozen float32 images; above glibc's default threshold each is a
+    fresh mmap whose pages fault in one by one (measured: ~8,600 page faults and ~19 ms of
+    system time per archive-spacing study, a quarter of the render). Keeping buffers up to
+    64 MB on the heap (and up to 256 MB of free heap before trimming) removes that. Only in
+    the generator's own worker processes; elsewhere (other C libraries) nothing changes.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 64 * 2**20)  # M_MMAP_THRESHOLD
+    mallopt(-1, 256 * 2**20)  # M_TRIM_THRESHOLD
+
+
 def _map(tasks: list, workers: int) -> Iterator[dict[str, float]]:
     if workers <= 1:
         yield from map(_render_and_write, tasks)
@@ -80,7 +104,7 @@ def _map(tasks: list, workers: int) -> Iterator[dict[str, float]]:
     # "spawn": workers start clean even when the caller has torch or OpenMP threads running.
     context = multiprocessing.get_context("spawn")
     chunk = max(1, min(16, len(tasks) // (workers * 8)))
-    with context.Pool(workers) as pool:
+    with context.Pool(workers, initializer=_keep_freed_memory) as pool:
         yield from pool.imap(_render_and_write, tasks, chunksize=chunk)
 
 
