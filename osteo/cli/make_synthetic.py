@@ -71,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         fullres=args.fullres,
     )
     elapsed = time.perf_counter() - start
+    spacing = summary["spacing"]
+    spacing = spacing if spacing in ("archive", "native") else f"{spacing} mm"
     print(
         f"{summary['studies']} studies of {summary['patients']} patients in {args.out} "
-        f"at {summary['spacing']} spacing ({elapsed:.1f} s)"
+        f"at {spacing} spacing ({elapsed:.1f} s)"
     )
     for name, c in summary["cohorts"].items():
         readers = ""
