@@ -89,7 +89,7 @@ MAX_SPACING_MM = 1.5
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 DX_PRESENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
 
-# Archive (default) spacings: the main pipeline resamples to 2 mm for segmentation, so image
+# Archive (default) spacings: the main pipeline resamples to 2-5 mm for segmentation, so image
 # size mostly costs reading time and radiomics ROI pixel counts; see docs/synthetic.md
 # ("Pixel spacing") for the measurements behind these two constants.
 ARCHIVE_SPACING_A_MM = 0.7
