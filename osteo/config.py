@@ -98,8 +98,13 @@ class SyntheticConfig:
     seed: int = 0
     format: Literal["dicom", "png"] = "dicom"
     workers: int = 2
-    # Without data.manifest the cohort lives in <root>/<preset>[-n<N>]-seed<seed>-<format>/,
-    # one folder per setting, so a changed preset makes its own cohort (never an old one).
+    # Pixel spacing of the images: null = each site's archive spacing (the default preset's
+    # 0.7 / 0.8 mm), a number = both sites at that spacing (0.1-1.5 mm); fullres = each
+    # site's native detector spacing (~0.14-0.15 mm). See docs/synthetic.md.
+    spacing_mm: float | None = None
+    fullres: bool = False
+    # Without data.manifest the cohort lives in <root>/<preset>[-n<N>]-seed<seed>-<format>
+    # [-sp<mm>mm|-fullres]/, one folder per setting, so a changed preset makes its own cohort.
     root: str = "data/synthetic"
 
 
@@ -483,15 +488,34 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return _resolve_manifest(cfg)
 
 
-def cohort_folder_name(preset: str, seed: int, image_format: str, n_studies: int | None) -> str:
+def cohort_folder_name(
+    preset: str,
+    seed: int,
+    image_format: str,
+    n_studies: int | None,
+    spacing_mm: float | None = None,
+    fullres: bool = False,
+) -> str:
+    """``<preset>[-n<N>]-seed<seed>-<format>[-sp<mm>mm|-fullres]``: a spacing component only
+    when the images are not at the sites' archive spacing (the default)."""
     size = f"-n{int(n_studies)}" if n_studies is not None else ""
-    return f"{preset}{size}-seed{int(seed)}-{image_format}"
+    spacing = ""
+    if fullres:
+        spacing = "-fullres"
+    elif spacing_mm is not None:
+        spacing = f"-sp{float(spacing_mm):g}mm"
+    return f"{preset}{size}-seed{int(seed)}-{image_format}{spacing}"
 
 
 def synthetic_manifest_path(root: str | Path, synthetic) -> Path:
     """``<root>/<preset>[-n<N>]-seed<seed>-<format>/manifest.csv`` for ``data.synthetic``."""
     name = cohort_folder_name(
-        synthetic.preset, synthetic.seed, synthetic.format, synthetic.n_studies
+        synthetic.preset,
+        synthetic.seed,
+        synthetic.format,
+        synthetic.n_studies,
+        synthetic.spacing_mm,
+        bool(synthetic.fullres),
     )
     return Path(root) / name / "manifest.csv"
 

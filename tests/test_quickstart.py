@@ -47,6 +47,10 @@ def test_each_synthetic_setting_gets_its_own_folder_and_a_given_manifest_is_kept
     assert png.data.manifest == "data/synthetic/tiny-seed0-png/manifest.csv"
     sized = load_config(base, ["data.synthetic.n_studies=50", "data.synthetic.seed=3"])
     assert sized.data.manifest == "data/synthetic/default-n50-seed3-dicom/manifest.csv"
+    fine = load_config(base, ["data.synthetic.spacing_mm=0.3"]).data.manifest
+    full = load_config(base, ["data.synthetic.fullres=true"]).data.manifest
+    assert fine == "data/synthetic/default-seed0-dicom-sp0.3mm/manifest.csv"
+    assert full == "data/synthetic/default-seed0-dicom-fullres/manifest.csv"
     mine = load_config(base, ["data.manifest=my_data/manifest.csv"]).data.manifest
     assert mine == "my_data/manifest.csv"
 
@@ -69,6 +73,9 @@ def test_a_cohort_made_with_other_settings_is_said_in_one_line(tmp_path):
     summary["preset"] = "tiny"
     (tmp_path / "cohort.json").write_text(json.dumps(summary))
     assert cohort_mismatch(manifest, cfg.data.synthetic) is None
+    summary["spacing"] = "native"  # a --fullres cohort where the config asks for the archive's
+    (tmp_path / "cohort.json").write_text(json.dumps(summary))
+    assert "spacing native (config: archive)" in cohort_mismatch(manifest, cfg.data.synthetic)
 
 
 # --------------------------------------------------------------------- exit codes

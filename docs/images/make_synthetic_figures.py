@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Make the example figures of docs/synthetic.md (run from the repository root).
 
-    python docs/images/make_synthetic_figures.py
+    python docs/images/make_synthetic_figures.py [--with-spacing]
 
 Studies come from the default preset with seed 0, i.e. the same images the main command uses.
 """
@@ -16,9 +16,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from osteo.data.synthetic import BONE_CUES, render_study, sample_cohort_table  # noqa: E402
+from osteo.data.synthetic import BONE_CUES, SITES, render_study, sample_cohort_table  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
+TILE = 360  # pixels per tile of the spacing figure (64 mm: 0.18 mm per screen pixel)
 
 
 def display(rendered) -> np.ndarray:
@@ -66,8 +67,53 @@ def overlay(rendered) -> np.ndarray:
 
 
 def expected_cues(tscore: float) -> dict[str, float]:
-    """Cue values with their noise at zero: what a given T-score looks like on average."""
-    return {cue.name: cue.at_t0 + cue.per_t * tscore for cue in BONE_CUES}
+    """Both hips' cue values with their noise at zero: what a T-score looks like on average.
+
+    The pelvis follows too (``pelvis_density`` 1 + 0.05 T, the render branch's stand-in for
+    the latent model's systemic bone)."""
+    cues = {
+        f"{cue.name}_{side}": cue.at_t0 + cue.per_t * tscore
+        for cue in BONE_CUES
+        for side in ("right", "left")
+    }
+    return {**cues, "pelvis_density": 1.0 + 0.05 * tscore}
+
+
+def hip_tile(study: dict, spacing_mm: float | None, size_mm: float, tile_px: int) -> np.ndarray:
+    """The right head and neck (``size_mm`` square), resized to ``tile_px``."""
+    rendered = render_study(study, spacing_mm)
+    g, spacing = rendered.geometry, rendered.site.spacing_mm
+    # Centred between the head centre and the neck ROI's centre.
+    r = 0.5 * (g["right_neck_axis_r0"] + 0.5 * (g["right_neck_roi_r0"] + g["right_neck_roi_r1"]))
+    c = 0.5 * (g["right_neck_axis_c0"] + 0.5 * (g["right_neck_roi_c0"] + g["right_neck_roi_c1"]))
+    half = int(round(0.5 * size_mm / spacing))
+    pixels = display(rendered)[int(r) - half : int(r) + half, int(c) - half : int(c) + half]
+    # Archive tiles keep their pixels visible (nearest); native tiles are only resized.
+    resample = Image.LANCZOS if spacing < 0.3 else Image.NEAREST
+    return np.asarray(Image.fromarray(pixels).resize((tile_px, tile_px), resample))
+
+
+def hip_spacing_figure(study: dict, tscores=(-4.0, -2.5, -1.0, 1.0)) -> None:
+    """The right hip at four T-scores (columns); rows: site A native, A archive, B native,
+    B archive. The same latent study at both sites (images/synthetic_hip_spacing.png)."""
+    rows = []
+    for site in ("A", "B"):
+        native = SITES[site].native_spacing_mm
+        for spacing in (native, None):
+            tiles = [
+                hip_tile({**study, **expected_cues(t), "site": site}, spacing, 64.0, TILE)
+                for t in tscores
+            ]
+            gap = np.full((TILE, 4), 255, dtype=np.uint8)
+            row = tiles[0]
+            for tile in tiles[1:]:
+                row = np.concatenate([row, gap, tile], axis=1)
+            rows.append(row)
+    gap = np.full((4, rows[0].shape[1]), 255, dtype=np.uint8)
+    figure = rows[0]
+    for row in rows[1:]:
+        figure = np.concatenate([figure, gap, row], axis=0)
+    save(figure, "synthetic_hip_spacing.png")
 
 
 def main() -> None:
@@ -85,7 +131,13 @@ def main() -> None:
         g = rendered.geometry
         r_head, c_head = int(g["right_neck_axis_r0"]), int(g["right_neck_axis_c0"])
         pixels = display(rendered)
-        crops.append(pixels[r_head - 40 : r_head + 130, c_head - 90 : c_head + 40])
+        mm = 1.0 / rendered.site.spacing_mm  # crop sizes are in mm
+        crops.append(
+            pixels[
+                r_head - int(40 * mm) : r_head + int(130 * mm),
+                c_head - int(90 * mm) : c_head + int(40 * mm),
+            ]
+        )
         r0, c0, r1, c1 = (int(g[f"right_neck_roi_{k}"]) for k in ("r0", "c0", "r1", "c1"))
         rois.append(rendered.stored[r0:r1, c0:c1].astype(np.float32))
     gap = np.full((crops[0].shape[0], 4), 255, dtype=np.uint8)
@@ -100,6 +152,8 @@ def main() -> None:
     gap = np.full((rois[0].shape[0], 1), 255, dtype=np.uint8)
     strip = np.concatenate([rois[0], gap, rois[1], gap, rois[2]], axis=1)
     save(strip, "synthetic_neck_roi.png", 10, Image.NEAREST)
+    if "--with-spacing" in sys.argv:  # 8 native-resolution renders: ~30 s
+        hip_spacing_figure(site_a)
 
 
 if __name__ == "__main__":

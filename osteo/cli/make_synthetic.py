@@ -3,6 +3,8 @@
     python tools/make_synthetic.py --out data/synthetic --preset default
     python tools/make_synthetic.py --out /tmp/tiny --preset tiny --format png --workers 1
     python tools/make_synthetic.py --out data/swap --preset default --site-swap
+    python tools/make_synthetic.py --out /tmp/full --preset tiny --fullres   # native pixels
+    python tools/make_synthetic.py --out /tmp/sp09 --preset tiny --spacing-mm 0.9
 
 Deterministic for a seed: the same files whatever the number of workers. See docs/synthetic.md.
 """
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from osteo.cli.common import command_parser
 from osteo.data.synthetic import IMAGE_FORMATS, PRESETS, generate_cohort
+from osteo.data.synthetic.presets import MAX_SPACING_MM, MIN_SPACING_MM
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +39,19 @@ def main(argv: list[str] | None = None) -> int:
         "--format", choices=sorted(IMAGE_FORMATS), default="dicom", dest="image_format"
     )
     parser.add_argument("--workers", type=int, default=2, help="processes (1 = in-process)")
+    spacing = parser.add_mutually_exclusive_group()
+    spacing.add_argument(
+        "--spacing-mm",
+        type=float,
+        default=None,
+        help="render both sites at this pixel spacing (0.1-1.5 mm; default: each site's "
+        "archive spacing)",
+    )
+    spacing.add_argument(
+        "--fullres",
+        action="store_true",
+        help="render at each site's native detector spacing (~0.14-0.15 mm, ~3,000 px a side)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--site-swap",
@@ -45,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.n_studies is not None and args.n_studies < 3:
         parser.error("--n-studies must be at least 3 (one per cohort)")
+    if args.spacing_mm is not None and not MIN_SPACING_MM <= args.spacing_mm <= MAX_SPACING_MM:
+        parser.error(f"--spacing-mm must be {MIN_SPACING_MM:g}-{MAX_SPACING_MM:g}")
 
     start = time.perf_counter()
     summary = generate_cohort(
@@ -56,11 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         progress=not args.quiet,
         site_swap=args.site_swap,
+        spacing_mm=args.spacing_mm,
+        fullres=args.fullres,
     )
     elapsed = time.perf_counter() - start
+    spacing = summary["spacing"]
+    spacing = spacing if spacing in ("archive", "native") else f"{spacing} mm"
     print(
         f"{summary['studies']} studies of {summary['patients']} patients in {args.out} "
-        f"({elapsed:.1f} s)"
+        f"at {spacing} spacing ({elapsed:.1f} s)"
     )
     if summary["site_swap"]:
         print("  site swap: the external test studies are the internal test studies at site B")

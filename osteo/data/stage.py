@@ -68,6 +68,8 @@ def ensure_manifest(ctx: RunContext) -> tuple[Path, bool]:
         image_format=syn.format,
         workers=syn.workers,
         progress=ctx.cfg.trainer.enable_progress_bar,
+        spacing_mm=syn.spacing_mm,
+        fullres=syn.fullres,
     )
     if not path.is_file():
         raise FileNotFoundError(

@@ -89,8 +89,15 @@ class PixelFrame:
         return slice(0, self.shape[0]), slice(0, self.shape[1])
 
 
-def build_frame(row: Mapping, shape: tuple[int, int], spacing: float) -> PixelFrame:
-    height, width = shape[0] * spacing, shape[1] * spacing
+def build_frame(
+    row: Mapping,
+    shape: tuple[int, int],
+    spacing: float,
+    field_of_view_mm: tuple[float, float] | None = None,
+) -> PixelFrame:
+    """The patient placed on the detector: centred on the field of view (mm, not the rounded
+    pixel count, so the anatomy sits at the same mm at every spacing), then shifted."""
+    height, width = field_of_view_mm or (shape[0] * spacing, shape[1] * spacing)
     origin = np.array(
         [
             width / 2.0 + float(row["shift_x_mm"]),

@@ -234,7 +234,8 @@ class TrabecularAppearance:
     compressive: float
     secondary: float
     ward_radius_mm: float
-    spacing_mm: float  # across-streak wavelength of the projected trabecular texture
+    spacing_mm: float  # trabecular spacing (Tb.Sp): the texture band sits at 1 / spacing
+    thickness_mm: float  # trabecular thickness (Tb.Th): rolls the band off at high frequency
     contrast: float  # texture amplitude relative to the mean trabecular density
     density: float  # projected BV/TV
     hurst: float
@@ -256,7 +257,10 @@ def trabecular_appearance(pattern: float, density: float, hurst: float) -> Trabe
         compressive=_sigmoid((pattern + 3.6) / 0.7),
         secondary=_sigmoid((pattern + 2.6) / 0.6),
         ward_radius_mm=float(np.clip(6.0 - 2.2 * pattern, 4.0, 17.0)),
-        spacing_mm=float(np.clip(2.8 - 0.3 * pattern, 2.2, 4.6)),
+        # Tb.Sp ~0.6-0.8 mm, Tb.Th ~0.2 mm in the femoral head and neck (micro-CT, Hildebrand
+        # et al., JBMR 1999); spacing grows and trabeculae thin with bone loss.
+        spacing_mm=float(np.clip(0.8 - 0.15 * pattern, 0.5, 1.5)),
+        thickness_mm=float(np.clip(0.2 + 0.025 * pattern, 0.1, 0.3)),
         contrast=float(np.clip(0.40 + 0.05 * pattern, 0.15, 0.55)),
         density=float(np.clip(density, 0.08, 0.45)),
         hurst=float(np.clip(hurst, 0.05, 0.95)),

@@ -10,7 +10,8 @@ the principal compressive group fanning from the calcar up into the weight-beari
 head, the principal tensile group arching from the lateral cortex below the greater trochanter
 over the neck into the inferior head, the secondary compressive group fanning from the medial
 cortex below the lesser trochanter to the greater trochanter, and Ward's triangle, the sparse
-region between them. Each group's texture is fractal noise streaked along its streamlines.
+region between them. Each group's texture is a physically scaled trabecular field (texture.py)
+aligned with its streamlines and pre-filtered for the output pixel.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from .anatomy import FemurGeometry, PixelFrame, unit
 from .bone import TrabecularAppearance
 from .primitives import ellipsoid, smooth_union, smoothstep, sphere, tube
-from .texture import FlowTexture
+from .texture import TrabecularField
 
 __all__ = ["FemurLayers", "medial_cortex_mm", "render_femur"]
 
@@ -153,18 +154,26 @@ def _solids(femur: FemurGeometry, x, y, cti: float, calcar_mm: float):
 
 
 def _trabecular_density(
-    femur: FemurGeometry, x, y, look: TrabecularAppearance, rng, in_trochanter
+    femur: FemurGeometry, x, y, look: TrabecularAppearance, rng, in_trochanter, pixel_mm: float
 ) -> np.ndarray:
     """Relative trabecular density (mean ~1 in a healthy neck) with the groups' texture."""
     h, r_h = femur.head_center, femur.head_radius
     medial_h = np.array([np.sign(-h[0]), 0.0])  # towards the midline, horizontally
     up = np.array([0.0, -1.0])
+    # Trabeculae of a group are plates and rods aligned with its streamlines, several times
+    # longer than their spacing; the background (trochanters, head centre) is isotropic.
     elongation = 7.0
+    seeds = rng.integers(0, 2**62, size=4)
+
+    def field(k: int, stretch: float) -> TrabecularField:
+        return TrabecularField(
+            int(seeds[k]), look.spacing_mm, look.thickness_mm, look.hurst, stretch, pixel_mm
+        )
+
     flows = {
-        name: FlowTexture(rng, look.hurst, look.spacing_mm, elongation)
-        for name in ("compressive", "tensile", "secondary")
+        name: field(k, elongation) for k, name in enumerate(("compressive", "tensile", "secondary"))
     }
-    background = FlowTexture(rng, look.hurst, look.spacing_mm, 1.0)
+    background = field(3, 1.0)
 
     # Principal compressive: rays from a focus far below the calcar, up into the dome.
     calcar = (
@@ -274,7 +283,9 @@ def render_femur(
     lt = femur.lesser_trochanter_t
     trabecular = 2.0 * inner * (1.0 - smoothstep(t, lt + 5.0, lt + 55.0))
     spongy = trabecular > 0.0  # texture is only computed where there is trabecular bone
-    trabecular[spongy] *= _trabecular_density(femur, x[spongy], y[spongy], look, rng, in_gt[spongy])
+    trabecular[spongy] *= _trabecular_density(
+        femur, x[spongy], y[spongy], look, rng, in_gt[spongy], frame.spacing
+    )
     return FemurLayers(
         box=box,
         cortical_mm=2.0 * (outer - inner),

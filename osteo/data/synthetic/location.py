@@ -1,6 +1,6 @@
 """Where the main command keeps a synthetic cohort, and whether a folder holds the one asked for.
 
-Each (preset, seed, format, size) gets its own folder under ``data.synthetic.root``
+Each (preset, seed, format, size, spacing) gets its own folder under ``data.synthetic.root``
 (``data/synthetic/tiny-seed0-dicom/``), so asking for another preset makes that cohort next to
 the old one instead of silently reusing it. A manifest given explicitly (``data.manifest``) is
 used as it is; when its folder holds a synthetic cohort made with other settings than
@@ -22,7 +22,7 @@ def cohort_mismatch(manifest: str | Path, synthetic) -> str | None:
     """One line when ``manifest``'s folder holds a synthetic cohort other than ``synthetic``.
 
     None when the folder has no ``cohort.json`` of osteo's generator (the user's own data) or
-    when preset, seed, format and size all agree.
+    when preset, seed, format, spacing and size all agree.
     """
     summary_path = Path(manifest).parent / "cohort.json"
     try:
@@ -34,6 +34,11 @@ def cohort_mismatch(manifest: str | Path, synthetic) -> str | None:
     wanted = {"preset": synthetic.preset, "seed": int(synthetic.seed), "format": synthetic.format}
     found = {k: summary.get(k) for k in wanted}
     differs = [f"{k} {found[k]} (config: {wanted[k]})" for k in wanted if found[k] != wanted[k]]
+    from .generate import spacing_label
+
+    spacing = spacing_label(synthetic.spacing_mm, bool(synthetic.fullres))
+    if summary.get("spacing", "archive") != spacing:
+        differs.append(f"spacing {summary.get('spacing', 'archive')} (config: {spacing})")
     if synthetic.n_studies is not None and summary.get("studies") != synthetic.n_studies:
         differs.append(f"{summary.get('studies')} studies (config: {synthetic.n_studies})")
     if not differs:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .anatomy import FemurGeometry, PelvisGeometry, PixelFrame
 from .primitives import ellipsoid, ring_tube, smoothstep, tube
-from .texture import fractal_noise, sample_periodic
+from .texture import TrabecularField
 
 __all__ = ["render_pelvis"]
 
@@ -279,15 +279,18 @@ def render_pelvis(
 
     _add(canvas, frame, (0.0, -165.0 * sy), 56.0 * sx, lumbar)
 
-    noise = fractal_noise(rng, (128, 128), 2.0, hurst=0.4, cutoff_mm=1.5)
     for side, sign in (("right", -1.0), ("left", 1.0)):
         head, r_h = femurs[side].head_center, femurs[side].head_radius
         walls = _acetabular_walls(head, r_h, sign, _wall_jitter(walls_rng))
         _add(canvas, frame, head, r_h + 16.0, walls)
 
-    # Cancellous texture of the pelvic bones (not a bone-status cue: fixed statistics).
+    # Cancellous texture of the pelvic bones at its physical scale (isotropic, Tb.Sp ~0.9 mm;
+    # fixed statistics: the pelvis follows bone status through its density, pelvis_density).
     np.maximum(canvas, 0.0, out=canvas)  # the joint lines may not make bone negative
     bone = canvas > 0.05
     x, y = frame.patient_grid(*frame.full())
-    canvas[bone] *= 1.0 + 0.12 * sample_periodic(noise, x[bone], y[bone], 2.0)
+    field = TrabecularField(
+        int(rng.integers(0, 2**62)), 0.9, 0.2, hurst=0.4, elongation=1.0, pixel_mm=frame.spacing
+    )
+    canvas[bone] *= 1.0 + 0.12 * field(x[bone], y[bone])
     return canvas

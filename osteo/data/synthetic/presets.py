@@ -10,10 +10,14 @@ external test = site B).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = [
+    "ARCHIVE_SPACING_A_MM",
+    "ARCHIVE_SPACING_B_MM",
     "COHORTS",
+    "MAX_SPACING_MM",
+    "MIN_SPACING_MM",
     "PRESETS",
     "SITES",
     "CohortSpec",
@@ -25,66 +29,124 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SiteAcquisition:
-    """How one hospital's detector and console turn attenuation into stored pixel values."""
+    """How one hospital's detector and console turn attenuation into stored pixel values.
+
+    Everything is in millimetres of the detector plane, so a site renders at any pixel spacing:
+    ``native_spacing_mm`` is the detector's own pixel pitch, ``archive_spacing_mm`` the spacing
+    at which the hospital's PACS export writes the cohort (down-sampled, as many exports are),
+    and the stored shape follows from the field of view (rows = round(height / spacing)).
+    ``spacing_mm`` is the spacing this instance renders at (the archive spacing unless
+    :meth:`at_spacing` chose another).
+    """
 
     name: str
     modality: str  # "CR" (computed radiography plate) or "DX" (flat-panel detector)
     sop_class_uid: str
     photometric: str  # how the device stores grey values (MONOCHROME1: bone dark)
     bits_stored: int
-    shape: tuple[int, int]  # (rows, columns) after the archive's down-sampling
-    spacing_mm: float  # square pixels, at the detector (Imager Pixel Spacing)
+    field_of_view_mm: tuple[float, float]  # (height, width) of the exposed detector area
+    native_spacing_mm: float  # the detector's pixel pitch
+    archive_spacing_mm: float  # what the default export writes (one constant per site)
     write_pixel_spacing: bool  # whether the device also fills in Pixel Spacing
-    photons_per_pixel: float  # unattenuated quanta per pixel at the reference exposure
-    blur_mm: float  # focal spot + detector (phosphor scatter for CR) as one Gaussian
+    photons_per_mm2: float  # detected quanta per mm^2 of unattenuated beam, reference exposure
+    blur_mm: float  # focal spot + detector (phosphor scatter for CR) as one Gaussian sigma
     scatter_fraction: float  # scatter-to-primary ratio behind 20 cm of tissue, with the grid
     range_compression: float  # console's low-frequency subtraction ("dynamic range control")
+    range_kernel_mm: float  # its low-pass width (Gaussian sigma)
     edge_enhancement: float  # console's unsharp masking gain
+    edge_kernel_mm: float  # its low-pass width (Gaussian sigma)
     tone_slope: float  # steepness of the console's sigmoid tone curve (x contrast nuisance)
+    tone_centre: float  # where the sigmoid is centred on the auto-ranged scale (0..1)
     manufacturer: str
     model_name: str
+    spacing_mm: float = 0.0  # the spacing rendered at; 0 means the archive spacing
+
+    def __post_init__(self) -> None:
+        if self.spacing_mm == 0.0:
+            object.__setattr__(self, "spacing_mm", self.archive_spacing_mm)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns) at ``spacing_mm``: the field of view divided by the spacing."""
+        height, width = self.field_of_view_mm
+        return int(round(height / self.spacing_mm)), int(round(width / self.spacing_mm))
+
+    def at_spacing(self, spacing_mm: float | None) -> SiteAcquisition:
+        """This site rendered at ``spacing_mm`` (None: the archive spacing)."""
+        if spacing_mm is None:
+            return replace(self, spacing_mm=self.archive_spacing_mm)
+        spacing_mm = float(spacing_mm)
+        if not MIN_SPACING_MM <= spacing_mm <= MAX_SPACING_MM:
+            raise ValueError(
+                f"site {self.name}: pixel spacing {spacing_mm:g} mm is outside the supported "
+                f"{MIN_SPACING_MM:g}-{MAX_SPACING_MM:g} mm"
+            )
+        return replace(self, spacing_mm=spacing_mm)
 
 
+MIN_SPACING_MM = 0.1
+MAX_SPACING_MM = 1.5
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 DX_PRESENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
 
+# Archive (default) spacings: the main pipeline resamples to 2-5 mm for segmentation, so image
+# size mostly costs reading time and radiomics ROI pixel counts; see docs/synthetic.md
+# ("Pixel spacing") for the measurements behind these two constants.
+ARCHIVE_SPACING_A_MM = 0.7
+ARCHIVE_SPACING_B_MM = 0.8
+
 SITES: dict[str, SiteAcquisition] = {
-    # Site A: a CR reader, noisier (fewer detected quanta, phosphor blur), 12 bits.
+    # Site A: a CR reader (storage-phosphor plate, 0.15 mm read-out pitch as on the common
+    # 35 x 43 cm cassettes, e.g. Fujifilm FCR / Carestream CR readers at "standard" pitch),
+    # noisier (phosphor DQE ~0.3), phosphor light spread as blur, 12 bits, exported at 0.7 mm.
     "A": SiteAcquisition(
         name="A",
         modality="CR",
         sop_class_uid=CR_IMAGE_STORAGE,
         photometric="MONOCHROME2",
         bits_stored=12,
-        shape=(352, 432),
-        spacing_mm=1.0,
+        field_of_view_mm=(350.0, 430.0),  # a 35 x 43 cm cassette, landscape for an AP pelvis
+        native_spacing_mm=0.15,
+        archive_spacing_mm=ARCHIVE_SPACING_A_MM,
         write_pixel_spacing=True,
-        photons_per_pixel=2.5e5,
-        blur_mm=0.75,
+        photons_per_mm2=2.5e5,
+        blur_mm=0.30,
         scatter_fraction=0.45,
         range_compression=0.55,
+        range_kernel_mm=30.0,
         edge_enhancement=0.35,
+        edge_kernel_mm=2.0,
         tone_slope=1.0,
+        tone_centre=0.55,
         manufacturer="Synthetic Imaging Co.",
         model_name="SynthCR 12",
     ),
-    # Site B: a flat-panel DX system, less noise, sharper, stronger console processing,
-    # coarser archived pixels, 14 bits, stored as MONOCHROME1 (bone dark) as many consoles do.
+    # Site B: a CsI flat panel of 0.139 mm pitch and 43 x 43 cm (as e.g. Varex/Trixell 4343
+    # panels), run at a lower detector dose (DR protocols trade the higher DQE for dose), so
+    # fewer detected quanta per mm^2 than A; the panel itself is sharper, but the console
+    # processes harder (stronger, narrower edge enhancement, stronger range compression, a
+    # flatter tone curve centred lower), 14 bits stored as MONOCHROME1 (bone dark), and the
+    # PACS export down-samples to 0.8 mm. The square 43 x 43 cm field shows more above and
+    # below the hips than A's landscape cassette.
     "B": SiteAcquisition(
         name="B",
         modality="DX",
         sop_class_uid=DX_PRESENTATION_STORAGE,
         photometric="MONOCHROME1",
         bits_stored=14,
-        shape=(320, 384),
-        spacing_mm=1.15,
+        field_of_view_mm=(430.0, 430.0),
+        native_spacing_mm=0.139,
+        archive_spacing_mm=ARCHIVE_SPACING_B_MM,
         write_pixel_spacing=False,
-        photons_per_pixel=8.0e5,
-        blur_mm=0.5,
+        photons_per_mm2=1.6e5,
+        blur_mm=0.20,
         scatter_fraction=0.35,
         range_compression=0.7,
+        range_kernel_mm=25.0,
         edge_enhancement=0.6,
+        edge_kernel_mm=1.5,
         tone_slope=0.85,
+        tone_centre=0.5,
         manufacturer="Example Medical Systems",
         model_name="FlatPanel DX-2",
     ),

@@ -22,8 +22,16 @@ __all__ = [
 
 def smoothstep(x: np.ndarray | float, lo: float, hi: float) -> np.ndarray:
     """0 below ``lo``, 1 above ``hi``, a C1 ramp between."""
-    t = np.clip((np.asarray(x, dtype=np.float32) - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
+    # In place on one temporary: this runs on every pixel of every bone many times over.
+    t = np.array(x, dtype=np.float32)  # a copy (0-d for a scalar), then in place
+    t -= np.float32(lo)
+    t *= np.float32(1.0 / (hi - lo))
+    np.clip(t, 0.0, 1.0, out=t)
+    square = t * t
+    t *= np.float32(-2.0)
+    t += np.float32(3.0)
+    t *= square
+    return t
 
 
 def _sqrt_pos(x: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from .anatomy import PixelFrame
 from .clutter import clutter_rng
 from .primitives import ellipsoid, smoothstep
 from .resample import FACTOR, upsample
-from .texture import fractal_noise
+from .texture import fractal_noise, sample_periodic
 
 __all__ = ["render_gas", "render_soft_tissue"]
 
@@ -41,9 +41,9 @@ def render_soft_tissue(frame: PixelFrame, study: Mapping, rng: np.random.Generat
     half_width = float(study["body_half_width_mm"])
     tissue = _body(x, y, depth, half_width)
     tissue = _contours(x, y, tissue, depth, half_width, clutter_rng(study, "soft_tissue"))
-    planes = fractal_noise(
-        rng, coarse.shape, coarse.spacing, hurst=0.7, cutoff_mm=6.0, largest_mm=120.0
-    )
+    # On a fixed 4 mm grid (periodic over 512 mm), so every pixel spacing sees the same planes.
+    planes = fractal_noise(rng, (128, 128), 4.0, hurst=0.7, cutoff_mm=6.0, largest_mm=120.0)
+    planes = sample_periodic(planes, x, y, 4.0)
     return upsample(tissue * (1.0 + 0.012 * planes), frame.shape)
 
 

@@ -1,18 +1,48 @@
-"""Projected trabecular texture: band-limited fractal noise, optionally streaked along a flow.
+"""Projected trabecular texture at its physical scale, pre-filtered for the output pixel.
 
-At radiograph resolution (~1 mm pixels) single trabeculae (0.1-0.3 mm) are not resolved; what
-shows is their projection summed through the bone: a random texture with a power-law (fractal)
-spectrum, anisotropic where the trabeculae of a group are aligned (Pothuaud et al., JBMR 2000;
-Benhamou et al., JBMR 2001). The spectrum is ``f^-(H+1)`` in amplitude (a fractional Brownian
-surface with Hurst exponent H), cut off above 1/spacing and below the bone scale.
+Trabeculae are 0.1-0.3 mm thick and 0.5-1.5 mm apart, the spacing growing with bone loss
+(Tb.Th, Tb.Sp from micro-CT of the femoral head and neck: Hildebrand et al., JBMR 1999). A
+radiograph sums them through 20-40 mm of bone, so what shows is a random texture whose power
+spectrum has two parts: a band around 1/Tb.Sp from the (partly aligned) trabeculae of a group,
+rolled off above ~1/(pi Tb.Th) by their thickness, and a fractal, ``f^-(H+1)`` low-frequency
+part from the summation of many layers (fractional Brownian surface with Hurst exponent H;
+Pothuaud et al., JBMR 2000; Benhamou et al., JBMR 2001). Within a trabecular group the
+structures are aligned along the group's streamlines: the spectrum is stretched by
+``elongation`` along them.
+
+The field is defined in mm, as a sum of Fourier modes on a fixed periodic lattice (period
+``PERIOD_MM``) whose random coefficients are drawn in nested frequency blocks from the field's
+own seed, so the same seed gives the same structure at every output spacing. Before it is
+sampled at pixel centres it is low-pass filtered for the output pixel (the pixel aperture plus
+anti-aliasing, a Gaussian of ``APERTURE`` x spacing): a coarse render then holds what a native
+render blurred and down-sampled holds, and nothing that would alias.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import fft, ndimage
 
-__all__ = ["FlowTexture", "fractal_noise", "sample_periodic"]
+__all__ = [
+    "APERTURE",
+    "TrabecularField",
+    "fractal_noise",
+    "pixel_filter_sigma_mm",
+    "sample_periodic",
+]
+
+# Pixel pre-filter: a Gaussian of 0.5 x spacing (sigma). A square pixel alone is a box of
+# sigma spacing / sqrt(12) = 0.29 x spacing; the extra width is the anti-aliasing low-pass
+# (at the Nyquist frequency the response is exp(-pi^2 / 8) = 0.29, at 1/spacing 0.007).
+APERTURE = 0.5
+# Above 3.5 cycles/mm neither detector leaves anything (MTF exp(-2 pi^2 sigma^2 f^2) <= 0.01
+# for the sites' blur sigma >= 0.2 mm), so the field is not synthesised beyond it.
+MAX_FREQUENCY = 3.5  # cycles/mm
+
+
+def pixel_filter_sigma_mm(spacing_mm: float) -> float:
+    """The Gaussian (sigma, mm) standing for one output pixel's aperture and anti-aliasing."""
+    return APERTURE * spacing_mm
 
 
 def fractal_noise(
@@ -26,9 +56,9 @@ def fractal_noise(
 ) -> np.ndarray:
     """Periodic noise with unit expected variance on a grid of ``step_mm`` spacing.
 
-    Axis 0 is the streak direction: structures are ``elongation`` times longer along it.
-    ``cutoff_mm`` is the finest wavelength kept (the projected trabecular spacing);
-    ``largest_mm`` the coarsest (beyond it the bone outline, not texture, takes over).
+    Used for smooth, large-scale variation (soft-tissue planes). Axis 0 is the streak
+    direction: structures are ``elongation`` times longer along it. ``cutoff_mm`` is the
+    finest wavelength kept; ``largest_mm`` the coarsest.
     """
     white = rng.standard_normal(shape).astype(np.float32)
     spectrum = np.fft.rfft2(white)
@@ -56,29 +86,100 @@ def sample_periodic(field: np.ndarray, u_mm: np.ndarray, v_mm: np.ndarray, step_
     return ndimage.map_coordinates(field, coords, order=1, mode="grid-wrap").astype(np.float32)
 
 
-class FlowTexture:
-    """One trabecular group's texture: fractal noise streaked along the group's streamlines.
+def _radial_power(power, elongation: float) -> float:
+    """Sum of ``power(f)`` over the lattice modes, per mm^2 of period squared (an integral).
 
-    The caller supplies, per pixel, the coordinate along the streamlines (u) and across them
-    (v), both in mm; the texture is generated once per group on a periodic grid.
+    With f = |(elongation * fu, fv)| the plane integral is (2 pi / elongation) int power f df.
+    """
+    f = np.linspace(1e-4, 20.0, 4001)  # beyond 20 cycles/mm both parts are negligible
+    return float(2.0 * np.pi / elongation * np.trapezoid(power(f) * f, f))
+
+
+class TrabecularField:
+    """One trabecular group's projected texture, a periodic field in mm (u along the streaks).
+
+    ``spacing_mm`` and ``thickness_mm`` are the trabecular spacing and thickness, ``hurst``
+    the low-frequency fractal exponent, ``band_share`` the share of the (unfiltered) variance
+    in the trabecular band, ``pixel_mm`` the output pixel spacing it is pre-filtered for. The
+    unfiltered field has unit variance; the filtered one keeps what survives the pixel.
     """
 
-    GRID = (192, 128)
-    STEP_MM = 0.6
-    # Beyond ~8 mm the groups' layout (weights), not the texture, sets the density; keeping
-    # the texture band 8 mm .. spacing makes it visible inside a 10-15 mm neck ROI.
-    LARGEST_MM = 8.0
+    PERIOD_MM = 48.0
+    FIRST_BLOCK = 12  # lattice index half-width of the first block of coefficients
+    LARGEST_MM = 8.0  # beyond ~8 mm the groups' layout, not the texture, sets the density
 
-    def __init__(self, rng, hurst: float, spacing_mm: float, elongation: float):
-        self.field = fractal_noise(
-            rng,
-            self.GRID,
-            self.STEP_MM,
-            hurst,
-            cutoff_mm=spacing_mm / 3.0,
-            elongation=elongation,
-            largest_mm=self.LARGEST_MM,
+    def __init__(
+        self,
+        seed: int,
+        spacing_mm: float,
+        thickness_mm: float,
+        hurst: float,
+        elongation: float,
+        pixel_mm: float,
+        band_share: float = 0.6,
+    ):
+        f0 = 1.0 / spacing_mm
+
+        def band(f):
+            # Gaussian band around 1/Tb.Sp; the trabecular profile (a ~thickness-wide bar,
+            # sinc(pi f t) ~ exp(-(pi f t)^2 / 6)) rolls it off at high frequency.
+            shape = np.exp(-0.5 * np.square((f - f0) / (0.35 * f0)))
+            return np.square(shape * np.exp(-np.square(np.pi * f * thickness_mm) / 6.0))
+
+        def fractal(f):
+            low = np.power(f, -(hurst + 1.0)) * (1.0 - np.exp(-np.square(f * self.LARGEST_MM)))
+            return np.square(low * np.exp(-np.square(f / f0)))
+
+        area = self.PERIOD_MM**2
+        band_gain = np.sqrt(band_share / (area * _radial_power(band, elongation)))
+        fractal_gain = np.sqrt((1.0 - band_share) / (area * _radial_power(fractal, elongation)))
+        sigma = pixel_filter_sigma_mm(pixel_mm)
+
+        f_max = min(MAX_FREQUENCY, 1.0 / pixel_mm)
+        k_max = int(np.ceil(f_max * self.PERIOD_MM))
+        coefficients = self._coefficients(seed, k_max)
+        k = np.arange(-k_max, k_max + 1)
+        fu = (k / self.PERIOD_MM)[:, None]
+        fv = (k / self.PERIOD_MM)[None, :]
+        f = np.sqrt(np.square(fu * elongation) + np.square(fv)) + 1e-9
+        amplitude = np.sqrt(band_gain**2 * band(f) + fractal_gain**2 * fractal(f))
+        # The pixel aperture acts on true (isotropic) frequencies, not the stretched ones.
+        amplitude *= np.exp(-2.0 * np.pi**2 * sigma**2 * (np.square(fu) + np.square(fv)))
+        amplitude[k_max, k_max] = 0.0  # zero mean: the groups' layout sets the mean density
+
+        n = fft.next_fast_len(max(64, 4 * k_max))
+        grid = np.zeros((n, n), dtype=np.complex64)
+        index = np.mod(k, n)
+        grid[np.ix_(index, index)] = coefficients * amplitude
+        # Re(sum c_k A_k e^{i k x}) with E|Re(c e^{i.})|^2 = 1: the variance is sum A_k^2.
+        self.field = np.ascontiguousarray(fft.ifft2(grid, workers=1).real * (n * n)).astype(
+            np.float32
         )
+        self.step_mm = self.PERIOD_MM / n
+
+    @classmethod
+    def _coefficients(cls, seed: int, k_max: int) -> np.ndarray:
+        """Complex standard normals for lattice indices -k_max..k_max, the same at any k_max.
+
+        Block j holds indices up to FIRST_BLOCK * 2**j and comes from its own stream; it
+        contributes only the modes outside block j-1 (written largest first, so each smaller
+        block overwrites the centre of the one before).
+        """
+        levels = 0
+        while cls.FIRST_BLOCK * 2**levels < k_max:
+            levels += 1
+        out = np.empty((2 * k_max + 1, 2 * k_max + 1), dtype=np.complex64)
+        for level in range(levels, -1, -1):
+            half = cls.FIRST_BLOCK * 2**level
+            draw = np.random.default_rng([seed, level]).standard_normal(
+                (2, 2 * half + 1, 2 * half + 1), dtype=np.float32
+            )
+            keep = min(half, k_max)
+            inner = slice(half - keep, half + keep + 1)
+            window = slice(k_max - keep, k_max + keep + 1)
+            out[window, window].real = draw[0, inner, inner]
+            out[window, window].imag = draw[1, inner, inner]
+        return out
 
     def __call__(self, u_mm: np.ndarray, v_mm: np.ndarray) -> np.ndarray:
-        return sample_periodic(self.field, u_mm, v_mm, self.STEP_MM)
+        return sample_periodic(self.field, u_mm, v_mm, self.step_mm)
