@@ -103,8 +103,12 @@ class SyntheticConfig:
     # site's native detector spacing (~0.14-0.15 mm). See docs/synthetic.md.
     spacing_mm: float | None = None
     fullres: bool = False
+    # The site-drop study: the external test set is the internal test set's studies rendered
+    # again at site B (benchmarks/site_swap.py; docs/synthetic.md, "Site swap").
+    site_swap: bool = False
     # Without data.manifest the cohort lives in <root>/<preset>[-n<N>]-seed<seed>-<format>
-    # [-sp<mm>mm|-fullres]/, one folder per setting, so a changed preset makes its own cohort.
+    # [-sp<mm>mm|-fullres][-siteswap]/, one folder per setting, so a changed preset makes its
+    # own cohort.
     root: str = "data/synthetic"
 
 
@@ -495,16 +499,18 @@ def cohort_folder_name(
     n_studies: int | None,
     spacing_mm: float | None = None,
     fullres: bool = False,
+    site_swap: bool = False,
 ) -> str:
-    """``<preset>[-n<N>]-seed<seed>-<format>[-sp<mm>mm|-fullres]``: a spacing component only
-    when the images are not at the sites' archive spacing (the default)."""
+    """``<preset>[-n<N>]-seed<seed>-<format>[-sp<mm>mm|-fullres][-siteswap]``: a spacing
+    component only when the images are not at the sites' archive spacing (the default)."""
     size = f"-n{int(n_studies)}" if n_studies is not None else ""
     spacing = ""
     if fullres:
         spacing = "-fullres"
     elif spacing_mm is not None:
         spacing = f"-sp{float(spacing_mm):g}mm"
-    return f"{preset}{size}-seed{int(seed)}-{image_format}{spacing}"
+    swap = "-siteswap" if site_swap else ""
+    return f"{preset}{size}-seed{int(seed)}-{image_format}{spacing}{swap}"
 
 
 def synthetic_manifest_path(root: str | Path, synthetic) -> Path:
@@ -516,6 +522,7 @@ def synthetic_manifest_path(root: str | Path, synthetic) -> Path:
         synthetic.n_studies,
         synthetic.spacing_mm,
         bool(synthetic.fullres),
+        bool(synthetic.site_swap),
     )
     return Path(root) / name / "manifest.csv"
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from osteo.config import ConfigError, load_config
 from osteo.data.manifest import ManifestError, ManifestProblem
+from osteo.data.synthetic.generate import GENERATOR_VERSION
 from osteo.data.synthetic.location import cohort_mismatch
 from osteo.evaluation.report import compute_run_metrics, evaluate_run
 from osteo.evaluation.runs import EvaluationInputError
@@ -65,6 +66,7 @@ def test_a_cohort_made_with_other_settings_is_said_in_one_line(tmp_path):
         "seed": 0,
         "format": "dicom",
         "studies": 1500,
+        "generator_version": GENERATOR_VERSION,
     }
     (tmp_path / "cohort.json").write_text(json.dumps(summary))
     line = cohort_mismatch(manifest, cfg.data.synthetic)
@@ -76,6 +78,14 @@ def test_a_cohort_made_with_other_settings_is_said_in_one_line(tmp_path):
     summary["spacing"] = "native"  # a --fullres cohort where the config asks for the archive's
     (tmp_path / "cohort.json").write_text(json.dumps(summary))
     assert "spacing native (config: archive)" in cohort_mismatch(manifest, cfg.data.synthetic)
+    summary["spacing"] = "archive"
+    summary["generator_version"] = GENERATOR_VERSION - 1  # made before the generator changed
+    (tmp_path / "cohort.json").write_text(json.dumps(summary))
+    assert "generator version" in cohort_mismatch(manifest, cfg.data.synthetic)
+    summary["generator_version"] = GENERATOR_VERSION
+    summary["site_swap"] = True
+    (tmp_path / "cohort.json").write_text(json.dumps(summary))
+    assert "site_swap True (config: False)" in cohort_mismatch(manifest, cfg.data.synthetic)
 
 
 # --------------------------------------------------------------------- exit codes

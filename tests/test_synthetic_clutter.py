@@ -119,7 +119,9 @@ def test_clutter_stays_clear_of_the_femurs_and_reference_rois(table, spacing):
             drawn["marker"] += 1
         for block in plan.text:
             cover = _paint(frame.shape, text_coverage(frame, block))
-            assert cover.max() > 0.9
+            # A stroke is one font cell wide (0.8-1.3 mm): a pixel no wider than the cell is
+            # at least half covered wherever the stroke falls (supersampled 3 x 3: steps of 1/9).
+            assert cover.max() > 0.5 * min(1.0, block.cell_mm / spacing)
             assert not (protected & (cover > 0)).any(), f"row {i}: text {block.lines} over a femur"
             drawn["text"] += 1
         fluence = plan.fluence(frame)

@@ -34,11 +34,21 @@ def cohort_mismatch(manifest: str | Path, synthetic) -> str | None:
     wanted = {"preset": synthetic.preset, "seed": int(synthetic.seed), "format": synthetic.format}
     found = {k: summary.get(k) for k in wanted}
     differs = [f"{k} {found[k]} (config: {wanted[k]})" for k in wanted if found[k] != wanted[k]]
-    from .generate import spacing_label
+    from .generate import GENERATOR_VERSION, spacing_label
 
     spacing = spacing_label(synthetic.spacing_mm, bool(synthetic.fullres))
     if summary.get("spacing", "archive") != spacing:
         differs.append(f"spacing {summary.get('spacing', 'archive')} (config: {spacing})")
+    if bool(summary.get("site_swap", False)) != bool(synthetic.site_swap):
+        differs.append(
+            f"site_swap {bool(summary.get('site_swap', False))} "
+            f"(config: {bool(synthetic.site_swap)})"
+        )
+    if summary.get("generator_version") != GENERATOR_VERSION:
+        differs.append(
+            f"generator version {summary.get('generator_version')} (this osteo writes "
+            f"{GENERATOR_VERSION})"
+        )
     if synthetic.n_studies is not None and summary.get("studies") != synthetic.n_studies:
         differs.append(f"{summary.get('studies')} studies (config: {synthetic.n_studies})")
     if not differs:
