@@ -41,7 +41,7 @@ from scipy import stats
 TARGET_DROP = (0.02, 0.10)
 
 
-def run_fit(head: str, work: Path, overrides: list[str]) -> tuple[Path, float]:
+def run_fit(head: str, work: Path, cache: Path, overrides: list[str]) -> tuple[Path, float]:
     """One ``tools/fit.py`` run of ``configs/fusion_<head>.yaml`` on the site-swap cohort."""
     name = f"siteswap_{head}"
     env = {**os.environ, "WANDB_SILENT": "true", "MPLBACKEND": "Agg", "WANDB_MODE": "offline"}
@@ -53,7 +53,7 @@ def run_fit(head: str, work: Path, overrides: list[str]) -> tuple[Path, float]:
         f"name={name}",
         "data.synthetic.site_swap=true",
         f"data.synthetic.root={work / 'data'}",
-        f"cache_dir={work / 'cache'}",
+        f"cache_dir={cache}",
         f"output_dir={work / 'runs'}",
         "logger.log_identifiers=true",
         "trainer.enable_progress_bar=false",
@@ -115,6 +115,13 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
     parser.add_argument("--heads", nargs="+", default=["texture", "deep"])
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs_site_swap")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="the runs' cache (default: <workdir>/cache); the main command's cache lets the "
+        "site-swap cohort reuse its U-Net and development features (same images)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "site_swap.json")
     parser.add_argument("overrides", nargs="*", help="key=value for fit.py")
     args = parser.parse_args(argv)
@@ -122,6 +129,7 @@ def main(argv=None) -> int:
     env = environment()
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    cache = (args.cache_dir or work / "cache").resolve()
     overrides = [
         f"data.synthetic.preset={args.preset}",
         f"data.synthetic.seed={args.seed}",
@@ -129,7 +137,7 @@ def main(argv=None) -> int:
     ]
     figures: dict = {"preset": args.preset, "generator_seed": args.seed, "heads": {}}
     for head in args.heads:
-        run_dir, seconds = run_fit(head, work, overrides)
+        run_dir, seconds = run_fit(head, work, cache, overrides)
         predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"study_id": str})
         manifest = _cohort_folder(run_dir)
         latent = pd.read_csv(manifest / "latent.csv", dtype={"study_id": str, "swap_of": str})
