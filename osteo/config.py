@@ -99,7 +99,7 @@ class SyntheticConfig:
     format: Literal["dicom", "png"] = "dicom"
     workers: int = 2
     # Pixel spacing of the images: null = each site's archive spacing (the default preset's
-    # 0.7 / 0.8 mm), a number = both sites at that spacing (0.1-1.5 mm); fullres = each
+    # 0.7 / 1.0 mm), a number = both sites at that spacing (0.1-1.5 mm); fullres = each
     # site's native detector spacing (~0.14-0.15 mm). See docs/synthetic.md.
     spacing_mm: float | None = None
     fullres: bool = False

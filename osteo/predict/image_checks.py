@@ -30,7 +30,7 @@ __all__ = [
 # A 43 x 43 cm detector at 0.1 mm is 18.5 MP; twice the largest plausible pelvis film, with
 # margin. Float32 pixels of 50 MP take 200 MB before resampling.
 MAX_MEGAPIXELS = 50.0
-# Projection radiographs are 0.1-0.2 mm; the synthetic cohort 0.14-0.8 mm (native to archive;
+# Projection radiographs are 0.1-0.2 mm; the synthetic cohort 0.14-1.0 mm (native to archive;
 # any 0.1-1.5 mm on request). Outside this range the spacing is more likely wrong than the
 # detector unusual.
 PLAUSIBLE_SPACING_MM = (0.05, 2.0)

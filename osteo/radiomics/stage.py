@@ -30,9 +30,7 @@ def build_feature_store(ctx: RunContext):
     return FeatureStore(ctx.cache_dir / "radiomics", RadiomicsExtractor(params))
 
 
-def study_items(
-    data: CohortData, seg: SegmentationOutput, rois: RoiOutput, study_ids, hashes=None
-):
+def study_items(data: CohortData, seg: SegmentationOutput, rois: RoiOutput, study_ids, hashes=None):
     """The store's items of ``study_ids``; with ``hashes`` (the run's ``FileHashes``) each
     carries its image and mask digests from the run's memo, so the store reads no file to key
     it. A file that cannot be hashed keeps no digest: the store's own hashing reports it."""
