@@ -89,9 +89,12 @@ def paired_site_drop(predictions: pd.DataFrame, latent: pd.DataFrame) -> dict:
     if not np.array_equal(labels_a, labels_b):
         raise SystemExit("a swapped study's label differs between its two renders")
     patients = latent.set_index("study_id").loc[pairs["swap_of"].to_numpy(), "patient_id"]
-    result = clustered_paired_test(
-        labels_a, a["probability"].to_numpy(), b["probability"].to_numpy(), patients.to_numpy()
-    )
+    try:
+        result = clustered_paired_test(
+            labels_a, a["probability"].to_numpy(), b["probability"].to_numpy(), patients.to_numpy()
+        )
+    except ValueError as err:  # too few patients of a class for the clustered variance
+        raise SystemExit(f"the site-swap test set is too small for a paired AUC test: {err}")
     half = stats.norm.ppf(0.975) * np.sqrt(result.variance)
     return {
         "n_pairs": int(result.n),

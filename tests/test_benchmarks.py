@@ -107,3 +107,45 @@ def test_synthetic_oracle_seeds_reports_the_spread_and_the_reference_check(tmp_p
     assert check["right_difference"] == pytest.approx(
         check["right_neck_minus_pelvis_auc"] - check["right_neck_auc"], abs=1e-3
     )
+
+
+def test_synthetic_render_benchmark_runs_at_a_tiny_size(tmp_path):
+    result = bench("bench_synthetic", "--studies=3", "--renders=1", "--repeats=1", cwd=tmp_path)
+    figures = result.get("figures", result)
+    for site in ("A", "B"):
+        assert figures[f"render_seconds_archive_{site}"] > 0
+        assert figures[f"render_seconds_native_{site}"] > figures[f"render_seconds_archive_{site}"]
+    assert figures["generate_studies"] == 3 and figures["generate_wall_seconds"] > 0
+
+
+def test_reference_check_reads_the_images_and_reports_both_aucs(tmp_path, tiny_cohort):
+    result = bench("synthetic_reference_check", f"--cohort={tiny_cohort.parent}", cwd=tmp_path)
+    cohorts = result["figures"]["cohorts"]
+    assert set(cohorts) <= {"development", "internal_test", "external_test"} and cohorts
+    for figures in cohorts.values():
+        for key in ("auc_neck", "auc_neck_minus_pelvis", "auc_pelvis"):
+            assert 0.0 <= figures[key] <= 1.0, key
+        assert figures["difference"] == pytest.approx(
+            figures["auc_neck_minus_pelvis"] - figures["auc_neck"]
+        )
+
+
+@pytest.mark.slow
+def test_site_swap_pairs_each_external_study_with_its_internal_twin(tmp_path):
+    result = bench(
+        "site_swap",
+        "--preset=quickstart",
+        "--heads",
+        "texture",
+        f"--workdir={tmp_path / 'work'}",
+        "segmentation.max_epochs=1",
+        "train.max_epochs=1",
+        "logger.mode=disabled",
+        cwd=tmp_path,
+        timeout=900,
+    )
+    texture = result["figures"]["heads"]["texture"]
+    # The quickstart preset's internal test cohort is rendered again at site B, study by study.
+    assert texture["n_pairs"] >= 10 and texture["n_positive"] >= 2
+    assert texture["drop"] == pytest.approx(texture["auc_site_a"] - texture["auc_site_b"])
+    assert texture["drop_ci_low"] <= texture["drop"] <= texture["drop_ci_high"]
