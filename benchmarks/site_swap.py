@@ -94,7 +94,8 @@ def paired_site_drop(predictions: pd.DataFrame, latent: pd.DataFrame) -> dict:
             labels_a, a["probability"].to_numpy(), b["probability"].to_numpy(), patients.to_numpy()
         )
     except ValueError as err:  # too few patients of a class for the clustered variance
-        raise SystemExit(f"the site-swap test set is too small for a paired AUC test: {err}") from None
+        message = f"the site-swap test set is too small for a paired AUC test: {err}"
+        raise SystemExit(message) from None
     half = stats.norm.ppf(0.975) * np.sqrt(result.variance)
     return {
         "n_pairs": int(result.n),
