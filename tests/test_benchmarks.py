@@ -149,3 +149,15 @@ def test_site_swap_pairs_each_external_study_with_its_internal_twin(tmp_path):
     assert texture["n_pairs"] >= 10 and texture["n_positive"] >= 2
     assert texture["drop"] == pytest.approx(texture["auc_site_a"] - texture["auc_site_b"])
     assert texture["drop_ci_low"] <= texture["drop"] <= texture["drop_ci_high"]
+
+
+@pytest.mark.slow
+def test_generator_seeds_summarises_runs_against_their_cohorts_oracle(tmp_path, tiny_run):
+    run = f"{tiny_run.run_dir}={tiny_run.manifest.parent}"
+    result = bench("generator_seeds", run, run, cwd=tmp_path)
+    figures = result["summary"]["fusion_all"]
+    for split in ("internal_test", "external_test"):
+        s = figures[split]
+        assert s["n_runs"] == 2 and s["auc_sd"] == pytest.approx(0.0)
+        run = figures["runs"][0][split]
+        assert s["gap_mean"] == pytest.approx(run["oracle"] - run["auc"])
