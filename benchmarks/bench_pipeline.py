@@ -19,30 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, environment, load_average, print_table, write_json
-
-
-def run_fit(config: Path, overrides: list[str], log: Path) -> float:
-    env = {**os.environ, "WANDB_SILENT": "true", "MPLBACKEND": "Agg", "WANDB_MODE": "offline"}
-    command = [sys.executable, str(ROOT / "tools" / "fit.py"), "--config", str(config)]
-    start = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as out:
-        code = subprocess.run(
-            [*command, *overrides], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT
-        ).returncode
-    seconds = time.perf_counter() - start
-    if code != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise SystemExit(f"fit.py failed (exit {code}); last lines of {log}:\n{tail}")
-    return seconds
+from common import RESULTS, ROOT, environment, load_average, print_table, run_fit, write_json
 
 
 def stage_table(run_dir: Path) -> dict:

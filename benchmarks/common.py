@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,3 +69,35 @@ def write_json(path: Path, data: dict) -> Path:
     tmp.replace(path)
     print(f"wrote {path}")
     return path
+
+
+def run_fit(config: Path, overrides: list[str], log: Path) -> float:
+    """Run ``tools/fit.py --config config overrides`` (W&B offline, output to ``log``); its
+    wall time in seconds. A failed run ends the benchmark with the log's last lines."""
+    env = {**os.environ, "WANDB_SILENT": "true", "MPLBACKEND": "Agg", "WANDB_MODE": "offline"}
+    command = [sys.executable, str(ROOT / "tools" / "fit.py"), "--config", str(config)]
+    start = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as out:
+        code = subprocess.run(
+            [*command, *overrides], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        ).returncode
+    seconds = time.perf_counter() - start
+    if code != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise SystemExit(f"fit.py failed (exit {code}); last lines of {log}:\n{tail}")
+    return seconds
+
+
+def run_cohort_folder(run: Path) -> Path:
+    """The cohort folder a run read: its config's ``data.manifest`` when that file exists,
+    else (a path redacted in config.yaml) the synthetic cohort's own folder for its
+    ``data.synthetic`` settings."""
+    from omegaconf import OmegaConf
+
+    from osteo.config import synthetic_manifest_path
+
+    cfg = OmegaConf.load(Path(run) / "config.yaml")
+    manifest = Path(str(cfg.data.manifest))
+    if not manifest.is_file():
+        manifest = synthetic_manifest_path(cfg.data.synthetic.root, cfg.data.synthetic)
+    return manifest.parent

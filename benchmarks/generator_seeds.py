@@ -25,25 +25,18 @@ import json
 import statistics
 from pathlib import Path
 
-from common import RESULTS, print_table, write_json
+from common import RESULTS, print_table, run_cohort_folder, write_json
 
 SPLITS = ("internal_test", "external_test")
 
 
 def run_figures(run: Path, cohort_dir: Path | None = None) -> dict:
     """Model, generator seed, AUC (with CI) and the cohort's oracle per test split of one run."""
-    from omegaconf import OmegaConf
+    from osteo.evaluation.comparison import model_key
+    from osteo.evaluation.runs import load_run
 
-    from osteo.config import synthetic_manifest_path
-
-    cfg = OmegaConf.load(run / "config.yaml")
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    synthetic = cfg.data.synthetic
-    if cohort_dir is None:
-        manifest = Path(str(cfg.data.manifest))
-        if not manifest.is_file():  # redacted in config.yaml: the synthetic cohort's own folder
-            manifest = synthetic_manifest_path(synthetic.root, synthetic)
-        cohort_dir = manifest.parent
+    cohort_dir = cohort_dir or run_cohort_folder(run)
     summary_path = cohort_dir / "cohort.json"
     if not summary_path.is_file():
         raise SystemExit(
@@ -51,9 +44,11 @@ def run_figures(run: Path, cohort_dir: Path | None = None) -> dict:
             f"{run}=<cohort folder>"
         )
     cohort = json.loads(summary_path.read_text(encoding="utf-8"))
-    head = str(cfg.model.head)
-    model = "fusion_all" if head == "deep_texture_clinical" else f"fusion_{head}"
-    out = {"run": run.name, "model": model, "generator_seed": int(cohort["seed"])}
+    out = {
+        "run": run.name,
+        "model": model_key(load_run(run)),
+        "generator_seed": int(cohort["seed"]),
+    }
     for split in SPLITS:
         m = metrics.get(split, {})
         out[split] = {

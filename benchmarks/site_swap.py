@@ -27,29 +27,30 @@ reference study lost 0.04-0.06 at its external site).
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import RESULTS, ROOT, environment, load_average, print_table, write_json
+from common import (
+    RESULTS,
+    ROOT,
+    environment,
+    load_average,
+    print_table,
+    run_cohort_folder,
+    run_fit,
+    write_json,
+)
 from scipy import stats
 
 TARGET_DROP = (0.02, 0.10)
 
 
-def run_fit(head: str, work: Path, cache: Path, overrides: list[str]) -> tuple[Path, float]:
+def run_head(head: str, work: Path, cache: Path, overrides: list[str]) -> tuple[Path, float]:
     """One ``tools/fit.py`` run of ``configs/fusion_<head>.yaml`` on the site-swap cohort."""
     name = f"siteswap_{head}"
-    env = {**os.environ, "WANDB_SILENT": "true", "MPLBACKEND": "Agg", "WANDB_MODE": "offline"}
-    command = [
-        sys.executable,
-        str(ROOT / "tools" / "fit.py"),
-        "--config",
-        str(ROOT / "configs" / f"fusion_{head}.yaml"),
+    config = ROOT / "configs" / f"fusion_{head}.yaml"
+    run_overrides = [
         f"name={name}",
         "data.synthetic.site_swap=true",
         f"data.synthetic.root={work / 'data'}",
@@ -59,14 +60,7 @@ def run_fit(head: str, work: Path, cache: Path, overrides: list[str]) -> tuple[P
         "trainer.enable_progress_bar=false",
         *overrides,
     ]
-    log = work / f"{name}.log"
-    start = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as out:
-        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    seconds = time.perf_counter() - start
-    if code.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise SystemExit(f"fit.py for {head} failed (exit {code.returncode}); {log}:\n{tail}")
+    seconds = run_fit(config, run_overrides, work / f"{name}.log")
     return work / "runs" / name, seconds
 
 
@@ -141,9 +135,9 @@ def main(argv=None) -> int:
     ]
     figures: dict = {"preset": args.preset, "generator_seed": args.seed, "heads": {}}
     for head in args.heads:
-        run_dir, seconds = run_fit(head, work, cache, overrides)
+        run_dir, seconds = run_head(head, work, cache, overrides)
         predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"study_id": str})
-        manifest = _cohort_folder(run_dir)
+        manifest = run_cohort_folder(run_dir)
         latent = pd.read_csv(manifest / "latent.csv", dtype={"study_id": str, "swap_of": str})
         figures["heads"][head] = {**paired_site_drop(predictions, latent), "seconds": seconds}
 
@@ -163,14 +157,6 @@ def main(argv=None) -> int:
     print_table(rows, f"Site swap, preset {args.preset}, generator seed {args.seed}")
     write_json(args.out, {"environment": env, "figures": figures})
     return 0
-
-
-def _cohort_folder(run_dir: Path) -> Path:
-    """The cohort a run read: the folder of the manifest its resolved config names."""
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    return Path(str(cfg.data.manifest)).parent
 
 
 if __name__ == "__main__":

@@ -17,7 +17,11 @@ from PIL import Image
 from osteo.config import ConfigError, load_config
 from osteo.data.manifest import ManifestError, ManifestProblem
 from osteo.data.synthetic.generate import GENERATOR_VERSION
-from osteo.data.synthetic.location import cohort_mismatch
+from osteo.data.synthetic.location import (
+    cohort_mismatch,
+    made_by_older_generator,
+    synthetic_manifest_path,
+)
 from osteo.evaluation.report import compute_run_metrics, evaluate_run
 from osteo.evaluation.runs import EvaluationInputError
 from osteo.pipeline.context import RunContext, StageRecord
@@ -86,6 +90,24 @@ def test_a_cohort_made_with_other_settings_is_said_in_one_line(tmp_path):
     summary["site_swap"] = True
     (tmp_path / "cohort.json").write_text(json.dumps(summary))
     assert "site_swap True (config: False)" in cohort_mismatch(manifest, cfg.data.synthetic)
+
+
+def test_only_the_configured_folder_of_an_older_generator_is_made_again(tmp_path):
+    cfg = load_config(
+        ROOT / "configs" / "fusion_all.yaml",
+        ["data.synthetic.preset=tiny", f"data.synthetic.root={tmp_path / 'synthetic'}"],
+    )
+    own = synthetic_manifest_path(cfg.data.synthetic.root, cfg.data.synthetic)
+    elsewhere = tmp_path / "mine" / "manifest.csv"
+    for manifest in (own, elsewhere):
+        manifest.parent.mkdir(parents=True)
+        summary = {"generator": "osteo.data.synthetic", "generator_version": GENERATOR_VERSION - 1}
+        (manifest.parent / "cohort.json").write_text(json.dumps(summary))
+    assert made_by_older_generator(own, cfg.data.synthetic)
+    assert not made_by_older_generator(elsewhere, cfg.data.synthetic)  # the user's choice
+    summary["generator_version"] = GENERATOR_VERSION
+    (own.parent / "cohort.json").write_text(json.dumps(summary))
+    assert not made_by_older_generator(own, cfg.data.synthetic)
 
 
 # --------------------------------------------------------------------- exit codes
@@ -239,6 +261,25 @@ def _fit(tmp_path: Path, manifest: Path, *overrides: str) -> subprocess.Complete
     )
 
 
+def _default_splits(manifest_path: Path) -> tuple[pd.DataFrame, pd.Series]:
+    """The validated manifest and the splits the default split settings give it with a val
+    fraction of 0.3 (what these tests' runs ask for)."""
+    from osteo.data.manifest import load_manifest, make_splits
+
+    split_cfg = load_config(ROOT / "configs" / "fusion_clinical.yaml").data.split
+    manifest = load_manifest(manifest_path, require_label=True)
+    split = make_splits(
+        manifest,
+        split_cfg.internal_test_from,
+        split_cfg.internal_test_to,
+        split_cfg.internal_test_sites,
+        split_cfg.external_test_sites,
+        0.3,
+        0,
+    )
+    return manifest, split
+
+
 def test_segmentation_that_misses_every_femur_exits_with_one_line(tmp_path, tiny_cohort):
     # A mask source that finds no femur anywhere: every study's mask is blank (same size).
     table = pd.read_csv(tiny_cohort)
@@ -263,19 +304,8 @@ def test_segmentation_that_misses_every_femur_exits_with_one_line(tmp_path, tiny
 
 def test_a_val_split_of_one_class_runs_to_the_end(tmp_path, tiny_cohort):
     table = pd.read_csv(tiny_cohort)
-    cfg = load_config(ROOT / "configs" / "fusion_clinical.yaml")
-    from osteo.data.manifest import load_manifest, make_splits
-
-    manifest = load_manifest(tiny_cohort, require_label=True)
-    split = make_splits(
-        manifest,
-        cfg.data.split.internal_test_from,
-        cfg.data.split.internal_test_to,
-        cfg.data.split.internal_test_sites,
-        cfg.data.split.external_test_sites,
-        0.3,
-        0,
-    ).to_numpy()
+    manifest, split = _default_splits(tiny_cohort)
+    split = split.to_numpy()
     # Every positive development study goes to train: val keeps only negatives.
     development = np.isin(split, ["train", "val"])
     split = np.where(development & (manifest["label"].to_numpy() == 1), "train", split)
@@ -312,8 +342,6 @@ def test_femur_sides_come_from_the_image_when_the_network_confuses_them():
 
 @pytest.mark.slow
 def test_ddp_with_predicted_masks_keeps_every_split_and_ends_cleanly(tmp_path, tiny_cohort):
-    from osteo.data.manifest import load_manifest, make_splits
-
     result = _fit(
         tmp_path,
         tiny_cohort,
@@ -332,17 +360,7 @@ def test_ddp_with_predicted_masks_keeps_every_split_and_ends_cleanly(tmp_path, t
     assert "Traceback" not in result.stderr
     assert result.stdout.count("osteo run 'fusion_clinical'") == 1  # one header, rank zero's
     run = tmp_path / "runs" / "fusion_clinical"
-    cfg = load_config(ROOT / "configs" / "fusion_clinical.yaml")
-    manifest = load_manifest(tiny_cohort, require_label=True)
-    expected = make_splits(
-        manifest,
-        cfg.data.split.internal_test_from,
-        cfg.data.split.internal_test_to,
-        cfg.data.split.internal_test_sites,
-        cfg.data.split.external_test_sites,
-        0.3,
-        0,
-    )
+    manifest, expected = _default_splits(tiny_cohort)
     written = pd.read_csv(run / "splits.csv", dtype=str)
     assert written["split"].tolist() == list(expected)  # the same studies as one process
     predictions = pd.read_csv(run / "predictions.csv", dtype={"study_id": str})

@@ -40,15 +40,15 @@ def ensure_manifest(ctx: RunContext) -> tuple[Path, bool]:
     """Return the manifest path, making the synthetic cohort there first if it is missing."""
     cfg = ctx.cfg.data
     path = Path(cfg.manifest)
-    if path.is_file() and cfg.synthetic.enabled and _older_generator(path, cfg):
+    from osteo.data.synthetic.location import cohort_mismatch, made_by_older_generator
+
+    if path.is_file() and cfg.synthetic.enabled and made_by_older_generator(path, cfg.synthetic):
         # osteo's own cohort folder, made by an older generator: make it again (the manifest
         # goes first, so an interrupted run finds no manifest and redoes the cohort).
         print(f"[data] {path.parent} was made by an older synthetic generator: making it again")
         path.unlink()
     if path.is_file():
         if cfg.synthetic.enabled and is_global_zero():
-            from osteo.data.synthetic.location import cohort_mismatch
-
             mismatch = cohort_mismatch(path, cfg.synthetic)
             if mismatch:
                 print(f"[data] note: {mismatch}")
@@ -83,25 +83,6 @@ def ensure_manifest(ctx: RunContext) -> tuple[Path, bool]:
             "data.manifest must end in manifest.csv"
         )
     return path, True
-
-
-def _older_generator(manifest: Path, cfg) -> bool:
-    """Whether ``manifest`` is the configured synthetic cohort's own folder (the path
-    ``data.synthetic`` names) holding a cohort of an older generator version."""
-    import json
-
-    from osteo.config import synthetic_manifest_path
-    from osteo.data.synthetic.generate import GENERATOR_VERSION
-
-    own = synthetic_manifest_path(cfg.synthetic.root, cfg.synthetic)
-    if manifest.resolve() != own.resolve():
-        return False  # a manifest the user chose: used as it is (cohort_mismatch says so)
-    try:
-        summary = json.loads((manifest.parent / "cohort.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    version = summary.get("generator_version") if isinstance(summary, dict) else None
-    return isinstance(version, int) and version < GENERATOR_VERSION
 
 
 def run_data_stage(ctx: RunContext) -> CohortData:

@@ -15,7 +15,37 @@ from pathlib import Path
 # The folder naming lives with the config, which fills in data.manifest from it.
 from osteo.config import cohort_folder_name, synthetic_manifest_path
 
-__all__ = ["cohort_folder_name", "synthetic_manifest_path", "cohort_mismatch"]
+__all__ = [
+    "cohort_folder_name",
+    "synthetic_manifest_path",
+    "cohort_mismatch",
+    "made_by_older_generator",
+]
+
+
+def _generator_summary(manifest: str | Path) -> dict | None:
+    """The ``cohort.json`` beside ``manifest`` when osteo's generator wrote it, else None."""
+    try:
+        summary = json.loads((Path(manifest).parent / "cohort.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("generator") != "osteo.data.synthetic":
+        return None
+    return summary
+
+
+def made_by_older_generator(manifest: str | Path, synthetic) -> bool:
+    """Whether ``manifest`` is the configured synthetic cohort's own folder (the path
+    ``data.synthetic`` names) holding a cohort of an older generator version: one to make
+    again. A manifest the user chose elsewhere is used as it is (``cohort_mismatch`` says so)."""
+    from .generate import GENERATOR_VERSION
+
+    own = synthetic_manifest_path(synthetic.root, synthetic)
+    if Path(manifest).resolve() != own.resolve():
+        return False
+    summary = _generator_summary(manifest)
+    version = summary.get("generator_version") if summary else None
+    return isinstance(version, int) and version < GENERATOR_VERSION
 
 
 def cohort_mismatch(manifest: str | Path, synthetic) -> str | None:
@@ -25,11 +55,8 @@ def cohort_mismatch(manifest: str | Path, synthetic) -> str | None:
     when preset, seed, format, spacing and size all agree.
     """
     summary_path = Path(manifest).parent / "cohort.json"
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(summary, dict) or summary.get("generator") != "osteo.data.synthetic":
+    summary = _generator_summary(manifest)
+    if summary is None:
         return None
     wanted = {"preset": synthetic.preset, "seed": int(synthetic.seed), "format": synthetic.format}
     found = {k: summary.get(k) for k in wanted}
