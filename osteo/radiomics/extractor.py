@@ -190,12 +190,15 @@ class RadiomicsExtractor:
         *,
         mirror_left: bool = True,
         min_roi_size_px: int = 5,
+        antialias: bool = True,
     ):
         from radiomics import featureextractor
 
         self.params_path = Path(params_path)
         self.mirror_left = bool(mirror_left)
         self.min_roi_size_px = int(min_roi_size_px)
+        # Off only to measure what the pre-filter does (benchmarks/resolution_study.py).
+        self.antialias = bool(antialias)
         # osteo reports skipped filters and failed ROIs itself, with the ROI's name.
         logging.getLogger("radiomics").setLevel(logging.ERROR)
         # pyradiomics reads and validates the file itself; what it resolved (its defaults
@@ -223,7 +226,10 @@ class RadiomicsExtractor:
             "mirror_left": self.mirror_left,
             "min_roi_size_px": self.min_roi_size_px,
             "context_sigmas": CONTEXT_SIGMAS,
-            "resampling": {"spacing_mm": self.spacing_mm, "antialias": "sigma=(factor-1)/2 px"},
+            "resampling": {
+                "spacing_mm": self.spacing_mm,
+                "antialias": "sigma=(factor-1)/2 px" if self.antialias else None,
+            },
             "versions": extraction_versions(),
         }
         self.fingerprint_digest = digest(self.fingerprint)
@@ -233,7 +239,11 @@ class RadiomicsExtractor:
     @property
     def options(self) -> dict[str, Any]:
         """Constructor keyword arguments: enough to rebuild this extractor in a worker."""
-        return {"mirror_left": self.mirror_left, "min_roi_size_px": self.min_roi_size_px}
+        return {
+            "mirror_left": self.mirror_left,
+            "min_roi_size_px": self.min_roi_size_px,
+            "antialias": self.antialias,
+        }
 
     def context_px(self, spacing: tuple[float, float] | None) -> int:
         """Margin (pixels) the filters need around a box at this spacing."""
@@ -379,7 +389,7 @@ class RadiomicsExtractor:
             # Whole output pixels that fit between the box and the radiograph's border.
             before.append(min(margin, math.floor(start / ratio + 1e-9)))
             after.append(min(margin, math.floor((size - stop) / ratio + 1e-9)))
-            sigmas_px.append(max(0.0, (ratio - 1.0) / 2.0))
+            sigmas_px.append(max(0.0, (ratio - 1.0) / 2.0) if self.antialias else 0.0)
             # Input rows/columns the output grid and the interpolation/filter kernels touch.
             pad = math.ceil(3 * sigmas_px[-1]) + 3
             first = max(0, math.floor(start - before[-1] * ratio) - pad)
