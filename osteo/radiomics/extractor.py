@@ -15,7 +15,8 @@ What osteo does before pyradiomics sees a ROI, and why (details in docs/radiomic
   ``resampleImage`` neither anti-aliases nor keeps the box: the grid is anchored on the box's
   edges so the mask covers exactly the box in mm (the spacing is adjusted per axis by at most
   half a pixel over the box), a Gaussian pre-filter removes detail finer than the new grid when
-  down-sampling (scikit-image's ``rescale`` rule: sigma = (factor - 1) / 2 input pixels), and
+  down-sampling (a Gaussian of variance (S^2 - s^2) / 12 mm^2: the image then has the aperture
+  of a detector with S mm pixels, as the coarser site's image has), and
   the z-score below is taken on the resampled pixels.
 - **Left hip mirrored.** The patient's left hip is flipped left-right so that both hips have the
   same anatomical orientation; angle-averaged texture is unchanged by a flip, but directional
@@ -228,7 +229,7 @@ class RadiomicsExtractor:
             "context_sigmas": CONTEXT_SIGMAS,
             "resampling": {
                 "spacing_mm": self.spacing_mm,
-                "antialias": "sigma=(factor-1)/2 px" if self.antialias else None,
+                "antialias": "variance=(S^2-s^2)/12" if self.antialias else None,
             },
             "versions": extraction_versions(),
         }
@@ -368,8 +369,8 @@ class RadiomicsExtractor:
         Per axis, the box's extent L mm gets n = round(L / target) pixels of exactly L / n mm,
         the first starting at the box's edge, so the mask covers exactly the box in mm. The
         margin (in new pixels) is clipped where it would leave the radiograph. When
-        down-sampling, a Gaussian of (factor - 1) / 2 input pixels (scikit-image's anti-aliasing
-        rule) is applied first; interpolation uses the parameter file's ``interpolator``.
+        down-sampling, a Gaussian of variance (S^2 - s^2) / 12 (from s mm to S mm pixels) is
+        applied first; interpolation uses the parameter file's ``interpolator``.
         """
         from scipy.ndimage import gaussian_filter
 
@@ -389,7 +390,11 @@ class RadiomicsExtractor:
             # Whole output pixels that fit between the box and the radiograph's border.
             before.append(min(margin, math.floor(start / ratio + 1e-9)))
             after.append(min(margin, math.floor((size - stop) / ratio + 1e-9)))
-            sigmas_px.append(max(0.0, (ratio - 1.0) / 2.0) if self.antialias else 0.0)
+            # Anti-aliasing: as if the detector had pixels of the new size. A pixel of width w
+            # averages over a box of variance w^2 / 12, so a Gaussian of variance
+            # (S^2 - s^2) / 12 brings an s mm image to an S mm aperture; in input pixels:
+            sigma = math.sqrt(max(0.0, ratio**2 - 1.0) / 12.0)
+            sigmas_px.append(sigma if self.antialias else 0.0)
             # Input rows/columns the output grid and the interpolation/filter kernels touch.
             pad = math.ceil(3 * sigmas_px[-1]) + 3
             first = max(0, math.floor(start - before[-1] * ratio) - pad)
