@@ -204,7 +204,15 @@ class RadiomicsExtractor:
         logging.getLogger("radiomics").setLevel(logging.ERROR)
         # pyradiomics reads and validates the file itself; what it resolved (its defaults
         # included) is what osteo checks and hashes, so the two can never disagree.
-        self._pyradiomics = featureextractor.RadiomicsFeatureExtractor(str(self.params_path))
+        try:
+            self._pyradiomics = featureextractor.RadiomicsFeatureExtractor(str(self.params_path))
+        except Exception as exc:  # pykwalify's SchemaError names the setting's path
+            if not self.params_path.is_file():
+                raise
+            reason = " ".join(str(exc).split())
+            raise ValueError(
+                f"{self.params_path}: not a valid pyradiomics parameter file: {reason}"
+            ) from exc
         self.settings: dict[str, Any] = dict(self._pyradiomics.settings)
         self.image_types: dict[str, dict[str, Any]] = {
             name: dict(args or {}) for name, args in self._pyradiomics.enabledImagetypes.items()
