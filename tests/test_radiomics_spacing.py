@@ -96,6 +96,21 @@ def test_resampled_mask_covers_exactly_the_box_in_mm(tmp_path):
     assert rows[0] * image.GetSpacing()[1] >= 9.0
 
 
+def test_resampling_at_the_image_spacing_changes_nothing(tmp_path):
+    """At its own spacing an image passes unchanged (B-spline interpolation is exact on the
+    grid, no filter), so 1 mm images keep the features they had without resampling."""
+    resampled = RadiomicsExtractor(_params(tmp_path, [1.0, 1.0]))
+    native = RadiomicsExtractor(_params(tmp_path, None))
+    pixels = textured_radiograph(3)
+    for (side, roi), box in BOXES.items():
+        image, mask = resampled.prepare_roi(pixels, box, side, roi, (1.0, 1.0))
+        expected, expected_mask = native.prepare_roi(pixels, box, side, roi, (1.0, 1.0))
+        np.testing.assert_allclose(
+            sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(expected), atol=1e-9
+        )
+        assert (sitk.GetArrayFromImage(mask) == sitk.GetArrayFromImage(expected_mask)).all()
+
+
 def test_down_sampling_is_anti_aliased(tmp_path):
     """A checkerboard of single 0.15 mm pixels has no content at 0.7 mm; without a pre-filter
     interpolation would sample it into a strong pattern."""
