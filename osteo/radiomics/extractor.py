@@ -318,7 +318,11 @@ class RadiomicsExtractor:
             )
         roi_shape = (inside[0].stop - inside[0].start, inside[1].stop - inside[1].start)
         if min(roi_shape) < self.min_roi_size_px:
-            at = "" if self.spacing_mm is None else f" at the radiomics spacing {out_spacing} mm"
+            at = (
+                ""
+                if self.spacing_mm is None
+                else f" at the radiomics spacing {out_spacing[0]:.3g} x {out_spacing[1]:.3g} mm"
+            )
             raise RoiExtractionError(
                 side,
                 roi,
