@@ -5,7 +5,8 @@
 A repeatability screen on simulated trabecular textures (see ``bench_radiomics.py``): every
 subject (random strut spacing, orientation, bone fraction, contrast, noise, grey scale, ROI size
 10-25 px) is imaged twice, with a new noise realisation and the box shifted by up to 1 px. All
-pyradiomics features are computed through osteo's own ROI preparation, for the image types
+pyradiomics features are computed through osteo's own ROI preparation (the textures are 1 mm
+images, the default radiomics spacing, so its resampling leaves them unchanged), for the image types
 Original, LoG sigma 1/1.5/2/3 mm and (for comparison) the level-1 wavelet sub-bands. Then:
 
 1. drop features that are constant after the in-ROI z-score (first-order Mean, Variance,

@@ -76,7 +76,10 @@ def test_default_yields_660_named_features(extractor):
     assert "left.cortex.log-sigma-2-0-mm-3D_firstorder_Median" in names
 
 
-def test_roi_features_identical_to_pyradiomics_on_the_same_roi(extractor):
+def test_roi_features_identical_to_pyradiomics_on_the_same_roi(tmp_path):
+    # Without resampling (the image's own spacing; resampling: test_radiomics_spacing.py).
+    params = _params_variant(tmp_path, "native.yaml", resampledPixelSpacing=None)
+    extractor = RadiomicsExtractor(params)
     pixels = textured_radiograph(7)
     row0, col0, row1, col1 = BOXES[("left", "neck")]
     spacing = (0.8, 0.9)  # (row, column) mm
@@ -93,9 +96,7 @@ def test_roi_features_identical_to_pyradiomics_on_the_same_roi(extractor):
     image.SetSpacing((0.9, 0.8))
     mask_image = sitk.GetImageFromArray(np.ascontiguousarray(mask[:, ::-1]))
     mask_image.CopyInformation(image)
-    direct = featureextractor.RadiomicsFeatureExtractor(str(DEFAULT_PARAMS_PATH)).execute(
-        image, mask_image
-    )
+    direct = featureextractor.RadiomicsFeatureExtractor(params).execute(image, mask_image)
 
     ours = extractor.extract_roi(pixels, (row0, col0, row1, col1), "left", "neck", spacing)
     assert list(ours) == [f"left.neck.{name}" for name in extractor.roi_feature_names]

@@ -10,6 +10,14 @@ What osteo does before pyradiomics sees a ROI, and why (details in docs/radiomic
 - **Normalisation within the ROI.** Radiographs have no absolute grey scale, so the crop is
   z-scored with the mean and standard deviation of the ROI pixels (pyradiomics' own
   ``normalize`` would use every pixel of the crop, margin included).
+- **Resampling to the radiomics spacing** (``resampledPixelSpacing`` in the parameter file,
+  interpolated with its ``interpolator``). osteo does it itself rather than pyradiomics, whose
+  ``resampleImage`` neither anti-aliases nor keeps the box: the grid is anchored on the box's
+  edges so the mask covers exactly the box in mm (the spacing is adjusted per axis by at most
+  half a pixel over the box), a Gaussian pre-filter removes detail finer than the new grid when
+  down-sampling (a Gaussian of variance (S^2 - s^2) / 12 mm^2: the image then has the aperture
+  of a detector with S mm pixels, as the coarser site's image has), and
+  the z-score below is taken on the resampled pixels.
 - **Left hip mirrored.** The patient's left hip is flipped left-right so that both hips have the
   same anatomical orientation; angle-averaged texture is unchanged by a flip, but directional
   filters (wavelet sub-bands, any per-angle setting) are then comparable between sides.
@@ -51,8 +59,13 @@ ROI_SLOTS: tuple[tuple[str, str], ...] = tuple((side, roi) for side in SIDES for
 Box = tuple[int, int, int, int]  # (row0, col0, row1, col1), half-open, full-radiograph pixels
 
 # Bump when the preparation below changes the values it hands to pyradiomics (crop, margin,
-# normalisation, mirroring): it is part of every feature-store key.
-EXTRACTION_VERSION = 1
+# resampling, normalisation, mirroring): it is part of every feature-store key.
+# 2: resampling to `resampledPixelSpacing` with anti-aliasing, the ROI size checked after it.
+EXTRACTION_VERSION = 2
+
+# Sane bounds for a radiomics spacing (mm): finer than any radiograph detector would only
+# interpolate; coarser than 5 mm leaves a 12 mm ROI 2 pixels wide.
+SPACING_RANGE_MM = (0.05, 5.0)
 
 # Margin around the box, in LoG sigmas: the Gaussian's weight beyond 3 sigma is < 0.3 %.
 CONTEXT_SIGMAS = 3.0
@@ -118,6 +131,52 @@ def _check_settings(settings: Mapping[str, Any], params_path: Path) -> None:
         raise ValueError(f"{params_path}: " + "; ".join(problems))
 
 
+def resampled_spacing(settings: Mapping[str, Any], params_path: Path) -> tuple[float, float] | None:
+    """The parameter file's ``resampledPixelSpacing`` as (row, column) mm, or None (no
+    resampling). pyradiomics orders it (x, y) = (column, row); osteo's images are 2D, so it
+    takes two values (a 3D file's third value, the slice axis, must be 0: pyradiomics' "keep")."""
+    value = settings.get("resampledPixelSpacing")
+    if value is None:
+        return None
+    low, high = SPACING_RANGE_MM
+    expected = (
+        f"expected two spacings in mm (x = column, y = row), each {low:g}-{high:g} mm, "
+        f"e.g. [0.7, 0.7]"
+    )
+    try:
+        values = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{params_path}: setting resampledPixelSpacing = {value!r}: {expected}"
+        ) from None
+    if len(values) == 3 and values[2] == 0:
+        values = values[:2]
+    if len(values) != 2 or not all(math.isfinite(v) and low <= v <= high for v in values):
+        hint = ""
+        if any(v == 0 for v in values):
+            hint = " (0, pyradiomics' 'keep the original spacing', lets each site keep its own)"
+        raise ValueError(
+            f"{params_path}: setting resampledPixelSpacing = {value!r}: {expected}{hint}"
+        )
+    return values[1], values[0]
+
+
+def _interpolator(settings: Mapping[str, Any], params_path: Path) -> int:
+    """pyradiomics' ``interpolator`` setting (a SimpleITK name such as ``sitkBSpline``, or its
+    integer value) as a SimpleITK interpolator."""
+    name = settings.get("interpolator", "sitkBSpline")
+    if isinstance(name, str):
+        value = getattr(sitk, name, None)
+        if name.startswith("sitk") and isinstance(value, int):
+            return value
+    elif isinstance(name, int) and not isinstance(name, bool):
+        return name
+    raise ValueError(
+        f"{params_path}: setting interpolator = {name!r}: expected a SimpleITK interpolator "
+        "name such as sitkBSpline or sitkLinear"
+    )
+
+
 class RadiomicsExtractor:
     """pyradiomics on the hip ROIs of one radiograph, configured by a parameter file.
 
@@ -132,22 +191,37 @@ class RadiomicsExtractor:
         *,
         mirror_left: bool = True,
         min_roi_size_px: int = 5,
+        antialias: bool = True,
     ):
         from radiomics import featureextractor
 
         self.params_path = Path(params_path)
         self.mirror_left = bool(mirror_left)
         self.min_roi_size_px = int(min_roi_size_px)
+        # Off only to measure what the pre-filter does (benchmarks/resolution_study.py).
+        self.antialias = bool(antialias)
         # osteo reports skipped filters and failed ROIs itself, with the ROI's name.
         logging.getLogger("radiomics").setLevel(logging.ERROR)
         # pyradiomics reads and validates the file itself; what it resolved (its defaults
         # included) is what osteo checks and hashes, so the two can never disagree.
-        self._pyradiomics = featureextractor.RadiomicsFeatureExtractor(str(self.params_path))
+        try:
+            self._pyradiomics = featureextractor.RadiomicsFeatureExtractor(str(self.params_path))
+        except Exception as exc:  # pykwalify's SchemaError names the setting's path
+            if not self.params_path.is_file():
+                raise
+            reason = " ".join(str(exc).split())
+            raise ValueError(
+                f"{self.params_path}: not a valid pyradiomics parameter file: {reason}"
+            ) from exc
         self.settings: dict[str, Any] = dict(self._pyradiomics.settings)
         self.image_types: dict[str, dict[str, Any]] = {
             name: dict(args or {}) for name, args in self._pyradiomics.enabledImagetypes.items()
         }
         _check_settings(self.settings, self.params_path)
+        self.spacing_mm = resampled_spacing(self.settings, self.params_path)
+        self.interpolator = _interpolator(self.settings, self.params_path)
+        # osteo resamples in prepare_roi (see the module docstring); pyradiomics must not again.
+        self._pyradiomics.settings["resampledPixelSpacing"] = None
         self.roi_feature_names: tuple[str, ...] = self._probe_feature_names()
         self.feature_names: tuple[str, ...] = tuple(
             f"{slot_name(side, roi)}.{name}"
@@ -161,6 +235,10 @@ class RadiomicsExtractor:
             "mirror_left": self.mirror_left,
             "min_roi_size_px": self.min_roi_size_px,
             "context_sigmas": CONTEXT_SIGMAS,
+            "resampling": {
+                "spacing_mm": self.spacing_mm,
+                "antialias": "variance=(S^2-s^2)/12" if self.antialias else None,
+            },
             "versions": extraction_versions(),
         }
         self.fingerprint_digest = digest(self.fingerprint)
@@ -170,7 +248,11 @@ class RadiomicsExtractor:
     @property
     def options(self) -> dict[str, Any]:
         """Constructor keyword arguments: enough to rebuild this extractor in a worker."""
-        return {"mirror_left": self.mirror_left, "min_roi_size_px": self.min_roi_size_px}
+        return {
+            "mirror_left": self.mirror_left,
+            "min_roi_size_px": self.min_roi_size_px,
+            "antialias": self.antialias,
+        }
 
     def context_px(self, spacing: tuple[float, float] | None) -> int:
         """Margin (pixels) the filters need around a box at this spacing."""
@@ -190,11 +272,13 @@ class RadiomicsExtractor:
         return margin
 
     def _probe_feature_names(self) -> tuple[str, ...]:
-        # A 64x64 px noise ROI at 1 mm with full context: large enough for any sensible filter.
-        size, margin = 64, self.context_px((1.0, 1.0))
+        # A 64x64 px noise ROI (at the radiomics spacing, else 1 mm) with full context: large
+        # enough for any sensible filter.
+        spacing = self.spacing_mm or (1.0, 1.0)
+        size, margin = 64, self.context_px(spacing)
         pixels = np.random.default_rng(0).normal(size=(size + 2 * margin,) * 2).astype(np.float32)
         box = (margin, margin, margin + size, margin + size)
-        image, mask = self.prepare_roi(pixels, box, "right", "neck", (1.0, 1.0))
+        image, mask = self.prepare_roi(pixels, box, "right", "neck", spacing)
         try:
             raw = self._pyradiomics.execute(image, mask)
         except Exception as exc:  # pyradiomics raises many types for a bad file
@@ -222,15 +306,29 @@ class RadiomicsExtractor:
                 side, roi, f"expected a 2D radiograph, got shape {pixels.shape}"
             )
         row0, col0, row1, col1 = self._checked_box(pixels.shape, box, side, roi)
-        margin = self.context_px(spacing)
-        height, width = pixels.shape
-        top, left = max(0, row0 - margin), max(0, col0 - margin)
-        bottom, right = min(height, row1 + margin), min(width, col1 + margin)
-
-        crop = np.asarray(pixels[top:bottom, left:right], dtype=np.float64)
-        if not np.isfinite(crop).all():
+        native = _spacing_or_unit(spacing)
+        row_span, col_span = self._context_span(pixels.shape, (row0, col0, row1, col1), native)
+        if not np.isfinite(pixels[row_span, col_span]).all():
             raise RoiExtractionError(side, roi, "the ROI or its context contains NaN/inf pixels")
-        inside = (slice(row0 - top, row1 - top), slice(col0 - left, col1 - left))
+        if self.spacing_mm is None:
+            crop, inside, out_spacing = self._native_crop(pixels, (row0, col0, row1, col1), native)
+        else:
+            crop, inside, out_spacing = self._resampled_crop(
+                pixels, (row0, col0, row1, col1), native
+            )
+        roi_shape = (inside[0].stop - inside[0].start, inside[1].stop - inside[1].start)
+        if min(roi_shape) < self.min_roi_size_px:
+            at = (
+                ""
+                if self.spacing_mm is None
+                else f" at the radiomics spacing {out_spacing[0]:.3g} x {out_spacing[1]:.3g} mm"
+            )
+            raise RoiExtractionError(
+                side,
+                roi,
+                f"ROI of {roi_shape[0]}x{roi_shape[1]} px{at} is too small "
+                f"(minimum {self.min_roi_size_px} px a side)",
+            )
         roi_pixels = crop[inside]
         low, high = float(roi_pixels.min()), float(roi_pixels.max())
         if high == low:
@@ -241,12 +339,109 @@ class RadiomicsExtractor:
         if side == "left" and self.mirror_left:
             crop, mask = crop[:, ::-1], mask[:, ::-1]
 
-        row_mm, col_mm = _spacing_or_unit(spacing)
+        row_mm, col_mm = out_spacing
         image = sitk.GetImageFromArray(np.ascontiguousarray(crop))
         image.SetSpacing((col_mm, row_mm))  # SimpleITK orders axes x (column), y (row)
         mask_image = sitk.GetImageFromArray(np.ascontiguousarray(mask))
         mask_image.CopyInformation(image)
         return image, mask_image
+
+    def _context_span(
+        self, shape: tuple[int, ...], box: Box, spacing: tuple[float, float]
+    ) -> tuple[slice, slice]:
+        """The input pixels a ROI's features depend on: the box plus the context the filters
+        need (in mm, so the same whether resampled or not) and a few for interpolation."""
+        row0, col0, row1, col1 = box
+        margin_mm = self.context_px((1.0, 1.0))  # 1 mm pixels: the margin in mm, rounded up
+        rows = math.ceil(margin_mm / spacing[0]) + 3
+        cols = math.ceil(margin_mm / spacing[1]) + 3
+        return (
+            slice(max(0, row0 - rows), min(shape[0], row1 + rows)),
+            slice(max(0, col0 - cols), min(shape[1], col1 + cols)),
+        )
+
+    def _native_crop(
+        self, pixels: np.ndarray, box: Box, spacing: tuple[float, float]
+    ) -> tuple[np.ndarray, tuple[slice, slice], tuple[float, float]]:
+        """The box plus its context margin at the image's own spacing (clipped at the border)."""
+        row0, col0, row1, col1 = box
+        margin = self.context_px(spacing)
+        height, width = pixels.shape
+        top, left = max(0, row0 - margin), max(0, col0 - margin)
+        bottom, right = min(height, row1 + margin), min(width, col1 + margin)
+        crop = np.asarray(pixels[top:bottom, left:right], dtype=np.float64)
+        inside = (slice(row0 - top, row1 - top), slice(col0 - left, col1 - left))
+        return crop, inside, spacing
+
+    def _resampled_crop(
+        self, pixels: np.ndarray, box: Box, spacing: tuple[float, float]
+    ) -> tuple[np.ndarray, tuple[slice, slice], tuple[float, float]]:
+        """The box plus its context margin on a grid of about ``self.spacing_mm``.
+
+        Per axis, the box's extent L mm gets n = round(L / target) pixels of exactly L / n mm,
+        the first starting at the box's edge, so the mask covers exactly the box in mm. The
+        margin (in new pixels) is clipped where it would leave the radiograph. When
+        down-sampling, a Gaussian of variance (S^2 - s^2) / 12 (from s mm to S mm pixels) is
+        applied first; interpolation uses the parameter file's ``interpolator``.
+        """
+        from scipy.ndimage import gaussian_filter
+
+        assert self.spacing_mm is not None
+        axes = ((box[0], box[2], pixels.shape[0]), (box[1], box[3], pixels.shape[1]))
+        out_spacing, n_roi, before, after = [], [], [], []
+        for axis, (start, stop, _) in enumerate(axes):
+            extent_mm = (stop - start) * spacing[axis]
+            n = max(1, round(extent_mm / self.spacing_mm[axis]))
+            out_spacing.append(extent_mm / n)
+            n_roi.append(n)
+        out_spacing_t = (out_spacing[0], out_spacing[1])
+        margin = self.context_px(out_spacing_t)
+        sigmas_px, native_span = [], []
+        for axis, (start, stop, size) in enumerate(axes):
+            ratio = out_spacing[axis] / spacing[axis]  # input pixels per output pixel
+            # Whole output pixels that fit between the box and the radiograph's border.
+            before.append(min(margin, math.floor(start / ratio + 1e-9)))
+            after.append(min(margin, math.floor((size - stop) / ratio + 1e-9)))
+            # Anti-aliasing: as if the detector had pixels of the new size. A pixel of width w
+            # averages over a box of variance w^2 / 12, so a Gaussian of variance
+            # (S^2 - s^2) / 12 brings an s mm image to an S mm aperture; in input pixels:
+            sigma = math.sqrt(max(0.0, ratio**2 - 1.0) / 12.0)
+            sigmas_px.append(sigma if self.antialias else 0.0)
+            # Input rows/columns the output grid and the interpolation/filter kernels touch.
+            pad = math.ceil(3 * sigmas_px[-1]) + 3
+            first = max(0, math.floor(start - before[-1] * ratio) - pad)
+            last = min(size, math.ceil(stop + after[-1] * ratio) + pad)
+            native_span.append((first, last))
+        (top, bottom), (left, right) = native_span
+        crop = np.asarray(pixels[top:bottom, left:right], dtype=np.float64)
+        if any(sigmas_px):
+            crop = gaussian_filter(crop, sigmas_px, mode="nearest")
+        image = sitk.GetImageFromArray(crop)
+        image.SetSpacing((spacing[1], spacing[0]))
+        # Physical position = pixel index x spacing (pixel centres), for input and output.
+        image.SetOrigin((left * spacing[1], top * spacing[0]))
+        origin = [
+            (start - 0.5) * spacing[axis] + (0.5 - before[axis]) * out_spacing[axis]
+            for axis, start in enumerate((box[0], box[1]))
+        ]
+        out_size = [before[axis] + n_roi[axis] + after[axis] for axis in range(2)]
+        resampled = sitk.Resample(
+            image,
+            [out_size[1], out_size[0]],
+            sitk.Transform(),
+            self.interpolator,
+            (origin[1], origin[0]),
+            (out_spacing[1], out_spacing[0]),
+            image.GetDirection(),
+            float("nan"),  # never used: the grid lies inside the crop (a NaN would be reported)
+            sitk.sitkFloat64,
+        )
+        out = sitk.GetArrayFromImage(resampled)
+        inside = (
+            slice(before[0], before[0] + n_roi[0]),
+            slice(before[1], before[1] + n_roi[1]),
+        )
+        return out, inside, out_spacing_t
 
     def _checked_box(self, shape: tuple[int, ...], box: Sequence[int], side: str, roi: str) -> Box:
         if len(box) != 4:
@@ -258,13 +453,6 @@ class RadiomicsExtractor:
         if row0 < 0 or col0 < 0 or row1 > height or col1 > width:
             raise RoiExtractionError(
                 side, roi, f"box {tuple(box)} lies outside the {height}x{width} radiograph"
-            )
-        rows, cols = row1 - row0, col1 - col0
-        if min(rows, cols) < self.min_roi_size_px:
-            raise RoiExtractionError(
-                side,
-                roi,
-                f"ROI of {rows}x{cols} px is too small (minimum {self.min_roi_size_px} px a side)",
             )
         return row0, col0, row1, col1
 

@@ -2,7 +2,8 @@
 
 Runs only when the head uses texture. The feature store (``cache/radiomics/``) is keyed per
 study by the image, the mask, the boxes, the parameter file and the library versions, so a
-rerun, or another head, reuses every entry; failed ROIs are recorded with their reasons.
+rerun, or another head, reuses every entry; failed ROIs are recorded with their reasons. The
+stage's figures record the radiomics spacing (``spacing_mm``) the parameter file set.
 """
 
 from __future__ import annotations
@@ -112,6 +113,10 @@ def run_radiomics_stage(
             record.figures["n_from_cache"] = result.n_from_cache - sum(extracted_by_rank)
             record.figures["extracted_by_rank"] = extracted_by_rank
         record.figures["n_features"] = store.n_features
+        # The radiomics spacing (the parameter file's resampledPixelSpacing, row x column mm;
+        # None: each image's own spacing), so a run says at which resolution texture was read.
+        spacing = store.extractor.spacing_mm
+        record.figures["spacing_mm"] = list(spacing) if spacing is not None else None
         if result.worker_peak_rss_mb is not None:  # forkserver workers: getrusage misses them
             record.children_peak_rss_mb = result.worker_peak_rss_mb
         return result.table
