@@ -36,6 +36,7 @@ from osteo.data.synthetic import (
     sample_cohort_table,
 )
 from osteo.data.synthetic.bone import cue_columns
+from osteo.data.synthetic.generate import GENERATOR_VERSION
 from osteo.data.synthetic.nuisance import SIDES, SITE_POSITIONING
 from osteo.data.synthetic.population import probability_lowest
 from osteo.data.synthetic.render import render_attenuation
@@ -514,7 +515,7 @@ def test_cohort_folder_has_the_documented_files(tiny_cohort):
 
     summary = json.loads((tiny_cohort / "cohort.json").read_text())
     assert summary["preset"] == "tiny" and summary["seed"] == 3
-    assert summary["generator_version"] == 2 and summary["spacing"] == "archive"
+    assert summary["generator_version"] == GENERATOR_VERSION and summary["spacing"] == "archive"
     assert set(summary["oracle_auc"]) == set(COHORTS)
     for name, entry in summary["cohorts"].items():
         part = manifest[manifest["study_id"].isin(latent.loc[latent["cohort"] == name, "study_id"])]
@@ -778,3 +779,30 @@ def test_sites_declare_their_detector_in_mm():
         assert min(native.shape) > 2000  # a real CR/DX radiograph's size
     assert SITES["A"].field_of_view_mm != SITES["B"].field_of_view_mm
     assert SITES["B"].photons_per_mm2 < SITES["A"].photons_per_mm2  # lower dose at B
+
+
+def test_patient_motion_blurs_site_b_only(monkeypatch):
+    """Site B's per-study motion blur: drawn from its own stream (so the site swap draws the
+    same number at both sites), zero at site A, recorded in the geometry (latent.csv), and
+    it removes fine detail from the stored image."""
+    from dataclasses import replace
+
+    from osteo.data.synthetic import presets
+    from osteo.data.synthetic.render import render_study
+
+    table = sample_cohort_table("tiny", 0, site_swap=True)
+    study_b = table[table["site"] == "B"].iloc[0].to_dict()
+    study_a = table[table["study_id"] == study_b["swap_of"]].iloc[0].to_dict()
+    assert render_study(study_a, 1.0).geometry["motion_blur_mm"] == 0.0
+    still = replace(presets.SITES["B"], motion_blur_mm=0.0)
+    moving = replace(presets.SITES["B"], motion_blur_mm=3.0)
+    detail = {}
+    for name, site in (("still", still), ("moving", moving)):
+        monkeypatch.setitem(presets.SITES, "B", site)
+        rendered = render_study(study_b, 1.0)
+        image = rendered.stored.astype(np.float64)
+        femur = ndimage.binary_erosion(rendered.mask > 0, iterations=2)
+        detail[name] = float(ndimage.laplace(image)[femur].std())
+        motion = rendered.geometry["motion_blur_mm"]
+        assert (motion == 0.0) if name == "still" else (motion > 0.0)
+    assert detail["moving"] < 0.8 * detail["still"]

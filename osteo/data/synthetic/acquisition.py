@@ -29,6 +29,7 @@ def acquire(
     study: Mapping,
     rng: np.random.Generator,
     fluence: np.ndarray | None = None,
+    motion_mm: float = 0.0,
 ) -> np.ndarray:
     """Stored pixel values (uint16) for a map of line-integrated attenuation (unitless).
 
@@ -46,7 +47,10 @@ def acquire(
     if fluence is not None:
         primary *= fluence
         body = body & (fluence > 0.5)
-    blur_px = site.blur_mm * float(study["blur_scale"]) / spacing
+    blur_mm = site.blur_mm * float(study["blur_scale"])
+    if motion_mm > 0:
+        blur_mm = float(np.hypot(blur_mm, motion_mm))
+    blur_px = blur_mm / spacing
     signal = smooth(primary, blur_px)
 
     thickness = float(study["soft_tissue_mm"]) / REFERENCE_SOFT_TISSUE_MM

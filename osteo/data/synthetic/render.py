@@ -128,6 +128,12 @@ def render_study(study: Mapping, spacing_mm: float | None = None) -> RenderedStu
     scene = render_attenuation(study, spacing_mm)
     rng = study_stream(study, "detector")
     fluence = scene.clutter.fluence(scene.frame)  # collimation: None when fully open
-    stored = acquire(scene.attenuation, scene.body, scene.site, study, rng, fluence=fluence)
+    # Patient motion (site B's frail, post-fall patients): its own stream, so the site swap
+    # draws the same number at both sites and only B's scale turns it into blur.
+    motion = scene.site.motion_blur_mm * float(study_stream(study, "motion").exponential())
+    scene.geometry["motion_blur_mm"] = motion
+    stored = acquire(
+        scene.attenuation, scene.body, scene.site, study, rng, fluence=fluence, motion_mm=motion
+    )
     stored = scene.clutter.burn(stored, scene.frame, scene.site.bits_stored, scene.site.photometric)
     return RenderedStudy(stored=stored, mask=scene.mask, geometry=scene.geometry, site=scene.site)
