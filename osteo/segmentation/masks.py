@@ -154,12 +154,20 @@ def labels_on_native_grid(
     foreground = np.argmax(logits, axis=0) > 0
     if not foreground.any():
         return out
+    if not (affine[0, 0] > 0 and affine[1, 1] > 0):
+        raise ValueError(f"the segmentation grid is flipped (affine {affine.tolist()})")
     (coarse_rows, coarse_cols) = ndimage.find_objects(foreground.astype(np.uint8))[0]
     bounds = []
     for axis, found, length in ((0, coarse_rows, shape[0]), (1, coarse_cols, shape[1])):
         ends = [affine[axis, axis] * c + affine[axis, 2] for c in (found.start - 1, found.stop)]
-        lo = int(np.clip(np.ceil(min(ends) / spacing[axis]), 0, length))
-        hi = int(np.clip(np.floor(max(ends) / spacing[axis]) + 1, lo, length))
+        lo = int(np.clip(np.ceil(ends[0] / spacing[axis]), 0, length))
+        hi = int(np.clip(np.floor(ends[1] / spacing[axis]) + 1, lo, length))
+        # Native pixels past the coarse grid take its edge values (clamped): foreground on
+        # the grid's edge reaches on to the radiograph's edge.
+        if found.start == 0:
+            lo = 0
+        if found.stop == foreground.shape[axis]:
+            hi = length
         bounds.append((lo, hi))
     (r0, r1), (c0, c1) = bounds
     cols = _lerp(logits.astype(np.float32), _axis_coordinates(affine, spacing[1], 1, c0, c1), 2)
