@@ -42,9 +42,11 @@ _WORKER: dict = {}
 
 
 def _train_unet(folder: Path, epochs: int) -> tuple[Path, float]:
-    """The default config's U-Net, trained for ``epochs`` on the coarse tiny cohort."""
+    """The default config's U-Net, trained for ``epochs`` on the coarse tiny cohort (0: its
+    initial weights, for a smoke test)."""
     import lightning as L
     import pandas as pd
+    import torch
 
     from osteo.config import load_config
     from osteo.data.synthetic import generate_cohort
@@ -52,6 +54,18 @@ def _train_unet(folder: Path, epochs: int) -> tuple[Path, float]:
     from osteo.segmentation.module import FemurSegmentationModule
 
     seg = load_config(Path(__file__).resolve().parents[1] / "configs" / "base.yaml").segmentation
+    if epochs == 0:
+        module = FemurSegmentationModule(
+            network=seg.network,
+            channels=list(seg.channels),
+            num_res_units=seg.num_res_units,
+            spacing_mm=seg.spacing_mm,
+            spatial_size=list(seg.spatial_size),
+        )
+        checkpoint = folder / "unet.ckpt"
+        state = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+        torch.save(state, checkpoint)
+        return checkpoint, 0.0
     cohort = folder / "coarse"
     generate_cohort(cohort, preset="tiny", seed=0, workers=1, progress=False)
     table = pd.read_csv(cohort / "manifest.csv")
