@@ -139,11 +139,13 @@ def _study(job: dict) -> dict:
     model, extractor, cache = _WORKER["model"], _WORKER["extractor"], _WORKER["cache"]
     image, reference = job["image_path"], job["mask_path"]
     steps: dict[str, float] = {}
+    cpu: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = fn(*args, **kwargs)
         steps[name] = steps.get(name, 0.0) + time.perf_counter() - start
+        cpu[name] = cpu.get(name, 0.0) + time.process_time() - start_cpu
         return out
 
     # data: the data stage hashes every file once (osteo.pipeline.file_hashes).
@@ -213,6 +215,7 @@ def _study(job: dict) -> dict:
         "site": job["site"],
         "megapixels": round(shape[0] * shape[1] / 1e6, 2),
         "steps": steps,
+        "cpu": cpu,
         "predicted_mask_has_both_femurs": predicted_ok,
         "predicted_foreground_fraction": foreground,
         "roi_ok": rois.ok,
@@ -249,6 +252,11 @@ def _summarise(results: list[dict], wall: float, workers: int, parent_peak: floa
         for stage in STAGES
     }
     per_study = round(sum(per_stage.values()), 3)
+    cpu_step = {n: round(float(np.mean([r["cpu"].get(n, 0.0) for r in results])), 4) for n in names}
+    cpu_stage = {
+        stage: round(sum(v for n, v in cpu_step.items() if n.split(".")[0] == stage), 4)
+        for stage in STAGES
+    }
     by_site = {}
     for site in sorted({r["site"] for r in results}):
         part = [r for r in results if r["site"] == site]
@@ -269,6 +277,11 @@ def _summarise(results: list[dict], wall: float, workers: int, parent_peak: floa
         "seconds_per_study_one_worker": per_study,
         "seconds_per_study_by_stage": per_stage,
         "seconds_per_study_by_step": per_step,
+        # CPU time of the worker process (one thread): what the study costs whatever else
+        # runs on the machine; the wall figures above include waiting for a core.
+        "cpu_seconds_per_study": round(sum(cpu_stage.values()), 3),
+        "cpu_seconds_per_study_by_stage": cpu_stage,
+        "cpu_seconds_per_study_by_step": cpu_step,
         "by_site": by_site,
         "wall_seconds": round(wall, 2),
         "wall_seconds_per_study": round(wall_per_study, 3),
@@ -292,20 +305,27 @@ def _projection(summary: dict, cpus: int) -> dict:
     """5,865 studies: on this machine from the measured wall time per study with K workers;
     on a GPU machine the U-Net forward leaves the CPU (counted as free) and the other steps
     (CPU work, one study per core) spread over ``cores`` CPU cores."""
-    steps = summary["seconds_per_study_by_step"]
-    cpu_seconds = summary["seconds_per_study_one_worker"] - steps.get("segmentation.forward", 0.0)
+    steps = summary["cpu_seconds_per_study_by_step"]
+    cpu_seconds = summary["cpu_seconds_per_study"] - steps.get("segmentation.forward", 0.0)
     return {
         "studies": PAPER_STUDIES,
         "this_machine_hours": round(PAPER_STUDIES * summary["wall_seconds_per_study"] / 3600, 2),
         "this_machine_basis": f"measured wall seconds per study with {summary['workers']} "
-        f"workers on {cpus} CPUs, times {PAPER_STUDIES}",
+        f"workers on {cpus} CPUs, times {PAPER_STUDIES} (under the load recorded)",
+        "this_machine_idle_hours": round(
+            PAPER_STUDIES * summary["cpu_seconds_per_study"] / min(cpus, summary["workers"]) / 3600,
+            2,
+        ),
+        "this_machine_idle_basis": "the worker CPU seconds per study, one study per worker, "
+        "perfect scaling: the machine to itself",
         "per_gpu_hours_by_cpu_cores": {
             str(cores): round(PAPER_STUDIES * cpu_seconds / cores / 3600, 2)
             for cores in (8, 16, 32)
         },
-        "per_gpu_basis": "the per-study CPU seconds without the U-Net forward (a GPU runs a 224 x "
-        "224 U-Net in milliseconds), one study per core, perfect scaling; decoding and the "
-        "native-grid mask dominate, so a GPU adds little unless those move to it too",
+        "per_gpu_basis": "the per-study worker CPU seconds without the U-Net forward (a GPU "
+        "runs a 224 x 224 U-Net in milliseconds), one study per core of the GPU machine, "
+        "perfect scaling: every other step is CPU work (decoding, post-processing and ROI "
+        "placement on the native grid, pyradiomics), so a GPU adds little to these stages",
     }
 
 
@@ -378,13 +398,25 @@ def main() -> None:
             f"--studies {args.studies} --workers {args.workers} --seg-epochs {args.seg_epochs}",
         }
     )
-    rows = [(f"stage {k} (s/study)", v) for k, v in summary["seconds_per_study_by_stage"].items()]
-    rows += [(f"  {k}", v) for k, v in summary["seconds_per_study_by_step"].items()]
+    wall_cpu = [
+        (k, f"{v:.3f} / {summary['cpu_seconds_per_study_by_step'][k]:.3f}")
+        for k, v in summary["seconds_per_study_by_step"].items()
+    ]
+    rows = [
+        (
+            f"stage {k} (s/study, wall / cpu)",
+            f"{v:.3f} / {summary['cpu_seconds_per_study_by_stage'][k]:.3f}",
+        )
+        for k, v in summary["seconds_per_study_by_stage"].items()
+    ]
+    rows += [(f"  {k}", v) for k, v in wall_cpu]
+    rows += [("cpu s/study, one worker", summary["cpu_seconds_per_study"])]
     rows += [
         ("s/study, one worker", summary["seconds_per_study_one_worker"]),
         (f"wall s/study, {args.workers} workers", summary["wall_seconds_per_study"]),
         ("peak RSS sum (MB)", summary["peak_rss_mb"]["sum_upper_bound"]),
         ("paper preset, this machine (h)", summary["projection"]["this_machine_hours"]),
+        ("paper preset, idle machine (h)", summary["projection"]["this_machine_idle_hours"]),
         ("load average start/end", f"{load_start}/{load_end}"),
     ]
     print_table(rows, f"{args.studies} native studies")

@@ -86,11 +86,22 @@ def assign_sides(label_map: np.ndarray) -> np.ndarray:
     first, second = (int(i) + 1 for i in np.argsort(sizes)[::-1][:2])
     if sizes[second - 1] < _OTHER_FEMUR_MIN_SHARE * sizes[first - 1]:
         return label_map
-    columns = ndimage.center_of_mass(np.ones_like(components), components, [first, second])
-    image_left, image_right = (first, second) if columns[0][1] < columns[1][1] else (second, first)
+    # Each region's mean column and relabelling inside its own bounding box: at 0.15 mm the
+    # image is 7-10 MP and the femurs a tenth of it (ndimage.center_of_mass over every label
+    # took most of the post-processing time).
+    boxes = ndimage.find_objects(components)
+
+    def mean_column(index: int) -> float:
+        box = boxes[index - 1]
+        return float(np.nonzero(components[box] == index)[1].mean()) + box[1].start
+
+    image_left, image_right = (
+        (first, second) if mean_column(first) < mean_column(second) else (second, first)
+    )
     out = label_map.copy()
-    out[components == image_left] = 1
-    out[components == image_right] = 2
+    for index, value in ((image_left, 1), (image_right, 2)):
+        box = boxes[index - 1]
+        out[box][components[box] == index] = value
     return out
 
 
