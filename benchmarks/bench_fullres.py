@@ -232,8 +232,9 @@ def _cohort(args, scratch: Path) -> Path:
         return args.cohort
     folder = args.cohort or scratch / "native"
     start = time.perf_counter()
+    # The tiny preset needs a study in each of its three cohorts.
     generate_cohort(
-        folder, preset="tiny", seed=args.seed, n_studies=args.studies, fullres=True,
+        folder, preset="tiny", seed=args.seed, n_studies=max(args.studies, 3), fullres=True,
         workers=args.workers, progress=False,
     )  # fmt: skip
     print(f"rendered {args.studies} native studies in {time.perf_counter() - start:.0f} s")
@@ -354,7 +355,10 @@ def main() -> None:
         cohort = _cohort(args, scratch)
         checkpoint, train_seconds = _train_unet(scratch, args.seg_epochs)
         print(f"U-Net trained for {args.seg_epochs} epochs in {train_seconds:.0f} s")
-        table = pd.read_csv(cohort / "manifest.csv").head(args.studies)
+        table = pd.read_csv(cohort / "manifest.csv")
+        # Sites in turn, so a short run still holds both image sizes.
+        order = table.groupby("site").cumcount()
+        table = table.assign(_order=order).sort_values(["_order", "site"]).head(args.studies)
         jobs = [
             {
                 "study_id": r.study_id,
