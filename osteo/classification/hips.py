@@ -44,7 +44,7 @@ def _antialias_sigma(step: float) -> float:
 
     At 0.15 mm -> 1.15 mm (step 7.7, sigma 3.3 px) it keeps ~40% of the contrast at the
     crop's Nyquist frequency (Gaussian MTF exp(-2 pi^2 sigma^2 f^2)): a compromise between
-    aliasing and blur, the same at every source/target pair since it scales with the step.
+    aliasing and blur, about the same for any large step (sigma grows with it).
     A stricter low-pass would change every crop; the crop-spacing study is where to choose.
     """
     return max(0.0, (step - 1.0) / 2.0)
