@@ -32,6 +32,8 @@ __all__ = [
     "REDACTED",
     "redacted_config",
     "read_yaml_file",
+    "CropGeometry",
+    "crop_geometry",
 ]
 
 BASE_KEY = "base"
@@ -263,8 +265,13 @@ class TrainConfig:
     num_workers: int = 0
     # Class imbalance: weight positives in the loss, draw them more often, or focal loss.
     class_balance: Literal["pos_weight", "sampler", "focal", "none"] = "pos_weight"
-    crop_mm: float = 110.0  # side of the square hip crop, in mm
-    crop_size: int = 96  # pixels of the crop the CNN sees
+    # The square hip crop the CNN sees: ``crop_mm`` a side, sampled every ``crop_spacing_mm``;
+    # its pixel count is derived (``crop_geometry``): round(crop_mm / crop_spacing_mm).
+    crop_mm: float = 110.4
+    crop_spacing_mm: float = 1.15
+    # Removed (it made the crop's spacing implicit): set crop_spacing_mm instead. Kept in the
+    # schema only so an old config gets an error that says what to write.
+    crop_size: int | None = None
     # Early stopping on val AUC (epochs without improvement); 0 turns it off.
     early_stopping_patience: int = 0
     threshold_method: Literal["youden", "sensitivity"] = "youden"
@@ -449,6 +456,7 @@ def _validate(cfg: OsteoConfig) -> None:
             f"{cfg.evaluation.dca_max_threshold}; expected a value in (0.01, 1)"
         )
     check_run_name(str(cfg.name))
+    crop_geometry(cfg.train)
     if not cfg.data.max_megapixels > 0:
         raise ConfigError(
             f"Invalid value for config key 'data.max_megapixels': {cfg.data.max_megapixels}; "
@@ -459,6 +467,43 @@ def _validate(cfg: OsteoConfig) -> None:
             f"Invalid value for config key 'data.synthetic.workers': "
             f"{cfg.data.synthetic.workers}; expected an integer >= 1"
         )
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """The hip crop as configured: ``pixels`` a side, every ``spacing_mm``, ``span_mm`` wide."""
+
+    pixels: int
+    spacing_mm: float
+
+    @property
+    def span_mm(self) -> float:
+        return self.pixels * self.spacing_mm
+
+
+def crop_geometry(train: Any) -> CropGeometry:
+    """The crop of ``train`` (a config section): ``crop_spacing_mm`` is the source of truth,
+    the pixel count round(crop_mm / crop_spacing_mm); raises ``ConfigError`` naming the key."""
+    if getattr(train, "crop_size", None) is not None:
+        size = int(train.crop_size)
+        raise ConfigError(
+            f"Config key 'train.crop_size' ({size}) was replaced by 'train.crop_spacing_mm' "
+            "(mm per crop pixel; the pixel count is round(train.crop_mm / "
+            f"train.crop_spacing_mm)): for {size} px over {train.crop_mm:g} mm set "
+            f"train.crop_spacing_mm={float(train.crop_mm) / size:.6g} and remove train.crop_size"
+        )
+    spacing, span = float(train.crop_spacing_mm), float(train.crop_mm)
+    if not spacing > 0:
+        raise ConfigError(
+            f"Invalid value for config key 'train.crop_spacing_mm': {spacing}; expected mm > 0"
+        )
+    pixels = int(round(span / spacing))
+    if pixels < 8:
+        raise ConfigError(
+            f"Invalid crop: train.crop_mm={span:g} over train.crop_spacing_mm={spacing:g} is "
+            f"{pixels} px; expected at least 8 px (a smaller spacing or a larger crop_mm)"
+        )
+    return CropGeometry(pixels=pixels, spacing_mm=spacing)
 
 
 def config_from_dict(data: dict[str, Any] | DictConfig, source: str = "dict") -> DictConfig:

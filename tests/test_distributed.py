@@ -50,7 +50,7 @@ def test_torchrun_two_process_ddp_on_cpu(tmp_path, tiny_cohort):
         "trainer.enable_progress_bar=false",
         "segmentation.masks=manifest",
         "train.max_epochs=2",
-        "train.crop_size=48",
+        "train.crop_spacing_mm=2.3",
         "train.batch_size=8",
         "data.split.val_fraction=0.3",
         "train.n_bootstrap=50",

@@ -46,7 +46,7 @@ def stages(run_dir: Path) -> dict:
     return json.loads((run_dir / "stages.json").read_text())["stages"]
 
 
-FAST = ("segmentation.masks=manifest", "train.max_epochs=2", "train.crop_size=48")
+FAST = ("segmentation.masks=manifest", "train.max_epochs=2", "train.crop_spacing_mm=2.3")
 
 
 def test_main_command_writes_the_run_folder_and_reuses_every_stage(tmp_path, tiny_cohort):
@@ -130,7 +130,7 @@ def test_clinical_head_never_loads_images_or_texture(tmp_path, tiny_cohort):
 
 
 def test_resume_continues_from_last_checkpoint(tmp_path, tiny_cohort):
-    overrides = (*FAST[:1], "train.crop_size=48", "model.head=deep_clinical")
+    overrides = (*FAST[:1], "train.crop_spacing_mm=2.3", "model.head=deep_clinical")
     fit(tmp_path, tiny_cohort, "fusion_deep_clinical.yaml", *overrides, "train.max_epochs=2")
     run = tmp_path / "runs" / "fusion_deep_clinical"
     (run / "checkpoints" / "model.ckpt").unlink()  # as if killed before the end

@@ -213,7 +213,7 @@ def test_local_sweep_runs_the_fusion_heads_grid_on_the_tiny_cohort(tmp_path, tin
         f"cache_dir={tmp_path / 'cache'}",
         "segmentation.masks=manifest",
         "train.max_epochs=1",
-        "train.crop_size=48",
+        "train.crop_spacing_mm=2.3",
         "train.batch_size=8",
         "data.split.val_fraction=0.3",
         "train.n_bootstrap=50",

@@ -24,7 +24,9 @@ from lightning.pytorch.callbacks import EarlyStopping
 from tqdm.auto import tqdm
 
 from osteo.classification.datamodule import HipDataModule
+from osteo.classification.hips import CROP_ALGORITHM_VERSION
 from osteo.classification.inputs import CLINICAL_NAMES, CROP_DTYPE, clinical_vector, hip_crops
+from osteo.config import crop_geometry
 from osteo.constants import SPLITS, TEST_SPLITS
 from osteo.data.io import MissingSpacingWarning, read_radiograph
 from osteo.data.manifest import hash_identifier
@@ -106,10 +108,17 @@ def build_split_tensors(
 ) -> tuple[dict[str, Path], str]:
     """One tensor file per split under ``cache/datasets/<key>/``; returns paths and key."""
     train = ctx.cfg.train
+    crop = crop_geometry(train)
     key = digest(
         {s: [(i, str(seg.masks[i].name)) for i in ids] for s, ids in study_ids.items()},
         file_digest(data.manifest_path),
-        {"crop_mm": train.crop_mm, "crop_size": train.crop_size} if with_crops else None,
+        {
+            "crop_spacing_mm": crop.spacing_mm,
+            "crop_pixels": crop.pixels,
+            "crop_algorithm": CROP_ALGORITHM_VERSION,
+        }
+        if with_crops
+        else None,
         texture_table.feature_names if texture_table is not None else None,
         file_digest(ctx.cfg.radiomics.params) if texture_table is not None else None,
         ctx.versions,
@@ -139,13 +148,13 @@ def build_split_tensors(
             tensors["texture"] = selected.features
             tensors["texture_names"] = list(selected.feature_names)
         if with_crops:
-            size = train.crop_size
+            size = crop.pixels
             right = torch.empty(len(ids), 1, size, size, dtype=CROP_DTYPE)
             left = torch.empty_like(right)
             for i, row in enumerate(
                 tqdm(list(part.itertuples()), desc=f"hip crops {split}", disable=not progress)
             ):
-                r, lft = _crops(row, seg, rois, train.crop_mm, size)
+                r, lft = _crops(row, seg, rois, crop.span_mm, size)
                 right[i, 0], left[i, 0] = torch.from_numpy(r), torch.from_numpy(lft)
             tensors["right"], tensors["left"] = right, left
         with atomic_path(path, suffix=".pt") as temporary:
@@ -281,8 +290,10 @@ def write_inference_card(ctx: RunContext, settings, segmentation_checkpoint: Pat
         "inputs": sorted(settings.inputs),
         "clinical_names": list(CLINICAL_NAMES),
         "clinical_missing": ctx.cfg.data.clinical_missing,
-        "crop_mm": ctx.cfg.train.crop_mm,
-        "crop_size": ctx.cfg.train.crop_size,
+        # The crop's span and pixels (what prediction's hip_crops takes) and its spacing.
+        "crop_mm": crop_geometry(ctx.cfg.train).span_mm,
+        "crop_size": crop_geometry(ctx.cfg.train).pixels,
+        "crop_spacing_mm": crop_geometry(ctx.cfg.train).spacing_mm,
         "roi": dataclasses.asdict(roi_settings_from_config(ctx.cfg)),
         "segmentation": {
             "masks": ctx.cfg.segmentation.masks,

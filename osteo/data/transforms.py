@@ -1,8 +1,14 @@
 """MONAI dictionary transform chains: loading through osteo's reader, segmentation inputs.
 
 Images and masks become channel-first MONAI ``MetaTensor`` s whose affine holds the pixel
-spacing, so MONAI's own ``Spacingd``/``Invertd`` resample them and map predictions back.
+spacing (index -> mm), so MONAI's own ``Spacingd`` resamples them and the final affine maps a
+prediction back to the radiograph's grid (``osteo.segmentation.masks``).
 Left/right flips are never used as augmentation: the mask labels are the patient's sides.
+
+A native radiograph (0.1-0.2 mm) is reduced to the segmentation spacing (2-5 mm, 10-35x
+coarser) without aliasing by ``AntiAliasd``: block means, then a Gaussian, then ``Spacingd``'s
+interpolation (interpolation alone would sample noise and trabecular texture finer than the
+new pixels into false patterns). Only the down-sampled tensors reach MONAI's cache.
 """
 
 from __future__ import annotations
@@ -28,16 +34,25 @@ from monai.transforms import (
     ScaleIntensityRangePercentilesd,
     Spacingd,
 )
+from scipy import ndimage
 
 from osteo.data.io import MissingSpacingWarning, read_radiograph
 from osteo.data.masks import MaskFormatError, read_label_map
 
 __all__ = [
+    "SEGMENTATION_INPUT_VERSION",
+    "AntiAliasd",
+    "antialias_plan",
     "LoadRadiographd",
     "read_mask",
     "segmentation_transforms",
     "segmentation_inference_transforms",
 ]
+
+
+# Part of the segmentation model's and the masks' cache keys: bump it when the network's
+# input for an image changes.
+SEGMENTATION_INPUT_VERSION = 2
 
 
 def read_mask(path: str) -> np.ndarray:
@@ -96,11 +111,84 @@ class LoadRadiographd(MapTransform):
         return d
 
 
+def antialias_plan(spacing: float, target: float) -> tuple[int, float]:
+    """(block, sigma) for one axis going from ``spacing`` to ``target`` mm.
+
+    ``block``: odd (a mask's centre pixel then sits at the block's centre), at most half the
+    ratio, so at least two block pixels fall in each target pixel; 1 when the ratio is < 3.
+    ``sigma``: the Gaussian, in block pixels, for the rest of the way: scikit-image's
+    anti-aliasing rule for ``rescale``, max(0, (ratio - 1) / 2).
+    """
+    ratio = target / spacing
+    block = max(1, int(ratio // 2))
+    if block % 2 == 0:
+        block -= 1
+    return block, max(0.0, (ratio / block - 1.0) / 2.0)
+
+
+class AntiAliasd(MapTransform):
+    """Low-pass the image (and reduce the mask alike) before ``Spacingd`` to ``target_mm``.
+
+    The image: means of ``block`` x ``block`` pixels, then a Gaussian (``antialias_plan``);
+    the mask: each block's centre pixel, so both keep one grid. The affine records the block
+    grid (spacing x block, origin at the first block's centre), so ``Spacingd`` and the
+    mapping back to the radiograph stay exact in mm; rows and columns past the last whole
+    block are dropped (less than one block, at most ~1 mm at the film's edge). The meta
+    ``spacing`` stays the radiograph's.
+    """
+
+    def __init__(
+        self,
+        target_mm: float,
+        image_key: str = "image",
+        mask_key: str = "mask",
+        allow_missing_keys: bool = True,
+    ) -> None:
+        super().__init__((image_key, mask_key), allow_missing_keys)
+        self.target_mm = float(target_mm)
+        self.image_key, self.mask_key = image_key, mask_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        image = d[self.image_key]
+        spacing = [float(v) for v in image.meta["spacing"]]
+        plans = [antialias_plan(s, self.target_mm) for s in spacing]
+        blocks = [b for b, _ in plans]
+        step = np.diag([float(blocks[0]), float(blocks[1]), 1.0])
+        step[:2, 2] = [(b - 1) / 2.0 for b in blocks]
+        for key in self.key_iterator(d):
+            tensor = d[key]
+            array = np.asarray(tensor.array[0])
+            br, bc = blocks
+            rows, cols = (array.shape[0] // br) * br, (array.shape[1] // bc) * bc
+            if key == self.mask_key:
+                out = array[(br - 1) // 2 : rows : br, (bc - 1) // 2 : cols : bc]
+            else:
+                out = _block_mean(array[:rows, :cols].astype(np.float32, copy=False), blocks)
+                sigmas = [s for _, s in plans]
+                if max(sigmas) > 0.3:
+                    out = ndimage.gaussian_filter(out, sigmas)
+            affine = tensor.affine.to(torch.float64) @ torch.as_tensor(step, dtype=torch.float64)
+            meta = {k: v for k, v in tensor.meta.items() if k not in ("affine", "original_affine")}
+            pixels = torch.as_tensor(np.ascontiguousarray(out))[None]
+            d[key] = MetaTensor(pixels, affine=affine, meta=meta)
+        return d
+
+
+def _block_mean(array: np.ndarray, blocks: Sequence[int]) -> np.ndarray:
+    br, bc = blocks
+    if br == bc == 1:
+        return array
+    rows, cols = array.shape[0] // br, array.shape[1] // bc
+    return array.reshape(rows, br, cols, bc).mean(axis=(1, 3), dtype=np.float32)
+
+
 def _deterministic(spacing_mm: float, spatial_size: Sequence[int], with_mask: bool):
     keys = ["image", "mask"] if with_mask else ["image"]
     modes = ("bilinear", "nearest") if with_mask else ("bilinear",)
     return [
         LoadRadiographd(keys=keys),
+        AntiAliasd(spacing_mm),
         Spacingd(keys=keys, pixdim=(spacing_mm, spacing_mm), mode=modes),
         # Percentile scaling: radiographs have no absolute grey scale (exposure, processing).
         ScaleIntensityRangePercentilesd(
@@ -143,7 +231,7 @@ def segmentation_transforms(spacing_mm: float, spatial_size: Sequence[int], trai
 
 
 def segmentation_inference_transforms(spacing_mm: float, spatial_size: Sequence[int]) -> Compose:
-    """Image-only chain for prediction; invertible so masks map back to the original grid."""
+    """Image-only chain for prediction; the output's affine maps it back to the radiograph."""
     return Compose(
         [*_deterministic(spacing_mm, spatial_size, with_mask=False), NormalizeIntensityd("image")]
     )

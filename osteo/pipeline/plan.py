@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from osteo.config import crop_geometry
 from osteo.files import write_json_atomic
 
 __all__ = [
@@ -70,7 +71,7 @@ def _pixels(cfg: DictConfig, stage: str) -> float:
         rows, columns = cfg.segmentation.spatial_size
         return rows * columns / 1e4
     if stage == "classifier":
-        return 2 * cfg.train.crop_size**2 / 1e4  # two hips per study
+        return 2 * crop_geometry(cfg.train).pixels ** 2 / 1e4  # two hips per study
     return 1.0
 
 

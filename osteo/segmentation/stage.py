@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger
 from osteo.constants import FEMUR_LABELS
 from osteo.data.masks import missing_femurs, read_label_map
 from osteo.data.stage import CohortData
+from osteo.data.transforms import SEGMENTATION_INPUT_VERSION
 from osteo.files import atomic_path
 from osteo.hashing import digest
 from osteo.pipeline.context import RunContext, launched_as_rank_zero
@@ -236,6 +237,8 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
                     for r in train_rows + val_rows
                 ],
                 ctx.config_dict("segmentation"),
+                # How an image becomes the network's input (anti-aliasing, resampling).
+                SEGMENTATION_INPUT_VERSION,
                 training_key_options(ctx.cfg.trainer),
                 ctx.cfg.seed,
                 ctx.versions,
