@@ -37,7 +37,7 @@ from osteo.predict.predictor import PredictionSettings
 from osteo.predict.trained_run import RunFolderError
 from osteo.predict.writers import FORMATS, ResultWriter
 
-# Exit statuses (documented in the module docstring and docs/prediction.md).
+# Exit statuses (documented above, in README.md and docs/assessability.md).
 EXIT_OK, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_NOT_ASSESSABLE = 0, 1, 2, 3
 
 

@@ -20,7 +20,7 @@ them all. The checks, cheapest first:
 The module only judges; it reads no file and knows no model. Thresholds are named constants
 with the reason for each; they are loose on purpose (a false rejection loses a patient's
 result, a false acceptance is still caught by a later check), and their false-rejection rate
-on the synthetic test cohorts is in docs/prediction.md.
+on the synthetic test cohorts is in docs/assessability.md.
 """
 
 from __future__ import annotations
