@@ -88,7 +88,7 @@ def main() -> None:
     )
     scaler = predictor.run.scalers.get("texture")
     report: dict = {
-        "command": "python benchmarks/gate_false_rejections.py "
+        "command": f"python benchmarks/gate_false_rejections.py --run {args.run} "
         + " ".join(f"--cohort {c}" for c in args.cohort),
         "run": str(args.run),
         "environment": common.environment(),

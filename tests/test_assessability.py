@@ -208,6 +208,22 @@ def test_prediction_on_a_hip_with_one_femur_is_not_assessable(
     assert gated_predictor.predict(whole).ok
 
 
+def test_prediction_with_texture_far_from_training_is_not_assessable(tiny_run):
+    # The run's own standardiser with SDs 10,000 times narrower: a normal study's texture now
+    # lies where the real chest CR's did (hundreds to thousands of SD from the mean).
+    predictor = build_predictor(tiny_run.run_dir, masks_from_manifest=True)
+    scaler = predictor.run.scalers["texture"]
+    scaler.std = scaler.std * 1e-4
+    row = cohort_rows(tiny_run.manifest).iloc[0]
+    study = StudyInput(
+        row["study_id"], Path(row["image_path"]), mask_path=Path(row["mask_path"]), origin="m"
+    )
+    result = predictor.predict(study)
+    assert result.status == NOT_ASSESSABLE and result.probability is None
+    (reason,) = result.reasons
+    assert reason.startswith("outside the training distribution:") and "texture features" in reason
+
+
 def test_command_line_exit_status_and_records(tiny_run, tmp_path, capsys):
     tool = load_tool()
     row = cohort_rows(tiny_run.manifest).iloc[0]
