@@ -20,6 +20,7 @@ import pytest
 import SimpleITK as sitk
 from pydicom.data import get_testdata_file
 
+from osteo.cli.predict import EXIT_NOT_ASSESSABLE
 from osteo.data.assessability import (
     FEATURE_Z_LIMIT,
     NOT_ASSESSABLE,
@@ -238,7 +239,7 @@ def test_command_line_exit_status_and_records(tiny_run, tmp_path, capsys):
     args = ["--run", str(tiny_run.run_dir), "--masks-from-manifest", "--no-progress"]
     code = tool.main([*args, str(manifest), "--out", str(out), "--no-gradcam"])
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert code == tool.EXIT_NOT_ASSESSABLE == 3
+    assert code == EXIT_NOT_ASSESSABLE == 3  # documented in osteo/cli/predict.py
     assert [r["status"] for r in records] == ["ok", "not_assessable"]
     assert "decision" in records[0] and "decision" not in records[1]
     err = capsys.readouterr().err
