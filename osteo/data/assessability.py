@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from osteo.constants import FEMUR_LABELS
+from osteo.data.masks import missing_femurs
 
 __all__ = [
     "NOT_ASSESSABLE",
@@ -162,14 +163,14 @@ def image_reasons(pixels: np.ndarray, spacing: tuple[float, float] | None) -> li
 def mask_reasons(label_map: np.ndarray, spacing: tuple[float, float]) -> list[str]:
     """Reasons from a femur label map (0 background, 1 right, 2 left) at ``spacing`` mm.
 
-    A femur that is absent gives "<side> femur not found", the wording of every stage.
+    A femur that is absent gives "<side> femur not found" (``missing_femurs``, the wording of
+    every stage).
     """
     pixel_mm2 = float(spacing[0]) * float(spacing[1])
-    reasons, areas, centres = [], {}, {}
+    reasons, areas, centres = missing_femurs(label_map), {}, {}
     for side, label in FEMUR_LABELS:
         rows, cols = np.nonzero(label_map == label)
         if rows.size == 0:
-            reasons.append(f"{side} femur not found")
             continue
         areas[side] = rows.size * pixel_mm2
         centres[side] = (rows.mean() * spacing[0], cols.mean() * spacing[1])
