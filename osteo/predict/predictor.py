@@ -232,6 +232,12 @@ class Predictor:
         # Training left such studies out (the segmentation stage applies the same check).
         result.reasons += mask_reasons(mask.label_map, mask.spacing)
         if result.reasons:
+            if radiograph.spacing is None:
+                # The sizes in mm rest on the spacing the U-Net assumed: say so beside them.
+                result.reasons.append(
+                    f"the file has no pixel spacing: sizes in mm assume {mask.spacing[0]:g} mm "
+                    "per pixel; if this is a pelvis film, give the file its spacing"
+                )
             return mask, None
         result.rois = place_rois(mask.label_map, mask.spacing, self.roi_settings)
         result.flags += [f"ROI {flag}" for flag in result.rois.flags]
