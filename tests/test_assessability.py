@@ -225,6 +225,24 @@ def test_prediction_with_texture_far_from_training_is_not_assessable(tiny_run):
     assert reason.startswith("outside the training distribution:") and "texture features" in reason
 
 
+def test_a_film_without_spacing_is_judged_at_the_assumed_spacing(
+    gated_predictor, tiny_run, tmp_path
+):
+    from PIL import Image
+
+    row = cohort_rows(tiny_run.manifest).iloc[0]
+    png = tmp_path / "no_spacing.png"  # Pillow writes no pHYs chunk: no spacing at all
+    Image.fromarray(read(row["image_path"]).pixels.astype(np.uint16)).save(png)
+    label_map, _ = read_label_map(row["mask_path"])
+    mask = write_mask(tmp_path / "mask.nii.gz", label_map, (0.15, 0.15))  # as the U-Net writes
+    clinical = {"age": float(row["age"]), "sex": row["sex"], "weight": float(row["weight"])}
+    result = gated_predictor.predict(StudyInput("s", png, mask, clinical, origin="m"))
+    assert result.error is None, result.error
+    assert result.status == NOT_ASSESSABLE
+    assert any("right femur implausible" in r for r in result.reasons), result.reasons
+    assert result.reasons[-1].startswith("the file has no pixel spacing: sizes in mm assume 0.15")
+
+
 def test_command_line_exit_status_and_records(tiny_run, tmp_path, capsys):
     tool = load_tool()
     row = cohort_rows(tiny_run.manifest).iloc[0]
