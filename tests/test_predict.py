@@ -208,7 +208,9 @@ def test_predicted_masks_from_a_segmentation_checkpoint(tiny_run, manifest, tmp_
     )
     row = next(manifest.itertuples())
     result = predictor.predict(StudyInput(row.study_id, Path(row.image_path)))
-    assert result.ok or result.error.startswith("segmentation failed"), result.error
+    # An untrained U-Net's mask is no pair of femurs: the gate says why, with no probability.
+    assert result.ok or (result.status == "not_assessable" and result.probability is None)
+    assert result.ok or any("femur" in reason for reason in result.reasons), result.reasons
     assert list((tmp_path / "cache").glob("*/*.png")), "the predicted mask was not cached"
 
 

@@ -10,9 +10,15 @@ with the probability, the decision at the run's validated threshold, the predict
 (when the model has that output), the ROI boxes, quality flags and the top contributing
 features; studies are named by a hash unless --show-identifiers.
 
+A study that is not an AP pelvis radiograph the model can read (another body part or
+modality, a photograph, one femur or an implausible segmentation, texture far outside the
+training distribution) gets ``"status": "not_assessable"`` and its ``reasons``, with no
+probability or decision.
+
 Exit status: 0 when every study was predicted; 1 when some failed (each failure is in the
 output and listed at the end, the others are predicted); 2 when nothing could start (bad run
-folder, manifest problems, no inputs).
+folder, manifest problems, no inputs); 3 when none failed but some were not assessable (listed
+at the end with their reasons). Failures take precedence: 1 when both happened.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ from osteo.predict.inputs import collect_inputs
 from osteo.predict.predictor import PredictionSettings
 from osteo.predict.trained_run import RunFolderError
 from osteo.predict.writers import FORMATS, ResultWriter
+
+# Exit statuses (documented above, in README.md and docs/assessability.md).
+EXIT_OK, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_NOT_ASSESSABLE = 0, 1, 2, 3
 
 
 def _clinical(name: str):
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         studies = collect_inputs(args.inputs)
         if not studies:
             print("error: no radiographs found in the inputs", file=sys.stderr)
-            return 2
+            return EXIT_NOT_STARTED
         predictor = build_predictor(
             args.run,
             device=args.device,
@@ -110,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             settings=settings,
         )
     except (ManifestError, RunFolderError) as err:
-        return report_error(err, 2)
+        return report_error(err, EXIT_NOT_STARTED)
     for note in predictor.run.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.out is not None:
@@ -126,14 +135,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{predictor.run.threshold_note})",
         file=sys.stderr,
     )
+    if summary.not_assessable:
+        print(f"{len(summary.not_assessable)} not assessable (no prediction):", file=sys.stderr)
+        for index, study, reasons in summary.not_assessable:
+            print(f"  input #{index} (study {study}): {'; '.join(reasons)}", file=sys.stderr)
     if summary.failures:
         print(f"{len(summary.failures)} failed:", file=sys.stderr)
         for index, study, error in summary.failures:
             print(f"  input #{index} (study {study}): {error}", file=sys.stderr)
-        if not args.show_identifiers:
-            print("  (rerun with --show-identifiers to see file names)", file=sys.stderr)
-        return 1
-    return 0
+    if (summary.failures or summary.not_assessable) and not args.show_identifiers:
+        print("  (rerun with --show-identifiers to see file names)", file=sys.stderr)
+    if summary.failures:
+        return EXIT_FAILED
+    return EXIT_NOT_ASSESSABLE if summary.not_assessable else EXIT_OK
 
 
 if __name__ == "__main__":

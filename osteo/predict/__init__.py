@@ -5,6 +5,7 @@
 - ``inputs``: files, folders and manifests -> ``StudyInput``
 - ``trained_run``: a run folder -> model, standardisers, threshold, settings
 - ``image_checks``: a pixel limit before decoding, quality flags after
+- ``osteo.data.assessability`` (shared with the pipeline): the "not assessable" gate
 - ``clinical``: age, sex, weight from options, manifest or DICOM header
 - ``masks``: the femur mask from the run's U-Net or the manifest
 - ``features``: hip crops, texture features, standardisation

@@ -30,6 +30,8 @@ class BatchSummary:
     studies: int = 0
     predicted: int = 0
     failures: list[tuple[int, str, str]] = field(default_factory=list)  # (#, study, error)
+    # (#, study, reasons): studies the assessability gate rejected, with no prediction
+    not_assessable: list[tuple[int, str, list[str]]] = field(default_factory=list)
     seconds: float = 0.0
     study_seconds: list[float] = field(default_factory=list)  # per predicted study
 
@@ -79,6 +81,8 @@ def predict_batch(
             if result.ok:
                 summary.predicted += 1
                 summary.study_seconds.append(result.seconds)
+            elif not result.assessable:
+                summary.not_assessable.append((index, record["study"], record["reasons"]))
             else:
                 summary.failures.append((index, record["study"], record["error"]))
             bar.update(1)

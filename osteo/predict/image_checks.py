@@ -2,7 +2,9 @@
 
 The pixel limit is checked from the header alone, so a 40 000 x 40 000 file (a scanned film
 at the wrong resolution, or a corrupt header) is refused before gigabytes are allocated.
-Quality flags do not stop a prediction; they say why it may be wrong.
+Quality flags do not stop a prediction; they say why it may be wrong. What does stop one
+(another body part, no pair of femurs, inputs far from training) is the "not assessable" gate,
+``osteo.data.assessability``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from osteo.data.masks import MaskFormatError, missing_femurs, read_label_map
+from osteo.data.assessability import mask_reasons
+from osteo.data.masks import MaskFormatError, read_label_map
 from osteo.predict.inputs import StudyInput
 
 __all__ = ["FemurMask", "MaskError", "ManifestMasks", "PredictedMasks"]
@@ -28,7 +29,7 @@ class MaskError(ValueError):
 class FemurMask:
     label_map: np.ndarray  # uint8, 0 background, 1 right femur, 2 left femur
     spacing: tuple[float, float]  # (row, column) mm, as stored with the mask
-    flags: list[str]  # e.g. "right femur not found"
+    flags: list[str]  # the gate's mask reasons, e.g. "right femur not found"
 
 
 class ManifestMasks:
@@ -45,7 +46,7 @@ class ManifestMasks:
             raise MaskError(str(err)) from None
         except RuntimeError as err:
             raise MaskError(f"the mask file cannot be read ({err})") from None
-        return FemurMask(label_map, spacing, missing_femurs(label_map))
+        return FemurMask(label_map, spacing, mask_reasons(label_map, spacing))
 
 
 class PredictedMasks:

@@ -1,12 +1,16 @@
 """Predict one study after another: read, check, segment, place ROIs, build inputs, explain.
 
-Every per-study problem (an unreadable or huge file, no femur, a missing clinical value the
-head needs) becomes a failed ``StudyResult`` with the reason, and the batch goes on. Problems
-that do not stop a prediction become quality flags on it.
+Every per-study problem (an unreadable or huge file, a missing clinical value the head needs)
+becomes a failed ``StudyResult`` with the reason, and the batch goes on. A study the
+assessability gate (``osteo.data.assessability``) rejects (not a pelvis radiograph, not two
+plausible femurs, inputs far outside the training distribution) becomes a ``not_assessable``
+result with its reasons and no probability. Problems that do not stop a prediction become
+quality flags on it.
 """
 
 from __future__ import annotations
 
+import textwrap
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,6 +26,13 @@ from osteo.classification.inputs import (
     hip_crops,
     standardise,
     texture_features,
+)
+from osteo.data.assessability import (
+    NOT_ASSESSABLE,
+    feature_reasons,
+    header_reasons,
+    image_reasons,
+    mask_reasons,
 )
 from osteo.data.io import MissingSpacingWarning, RadiographReadError, read_radiograph
 from osteo.data.manifest import hash_identifier
@@ -78,7 +89,7 @@ class ModelInputs:
 @dataclass
 class StudyResult:
     study: StudyInput
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "not_assessable" (see ``reasons``) or "failed" (see ``error``)
     seconds: float = 0.0
     error: str | None = None
     probability: float | None = None
@@ -93,10 +104,15 @@ class StudyResult:
     flags: list[str] = field(default_factory=list)
     explanation: dict | None = None
     overlay: Path | None = None
+    reasons: list[str] = field(default_factory=list)  # why not assessable (the gate's words)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def assessable(self) -> bool:
+        return self.status != NOT_ASSESSABLE
 
 
 class Predictor:
@@ -145,6 +161,12 @@ class Predictor:
         # masks at the spacing it assumed).
         used = mask.spacing[0] if mask is not None else ASSUMED_SPACING_MM
         result.flags[:0] = quality_flags(radiograph, used)
+        if result.reasons:
+            # No probability, decision or explanation: the model's answer would mean nothing.
+            result.status = NOT_ASSESSABLE
+            if settings.overlays_dir is not None:
+                result.overlay = self._overlay(result, radiograph.pixels, mask, None, None)
+            return result
 
         batch = {k: v.to(run.device) for k, v in inputs.batch.items()}
         explanation = explain_prediction(
@@ -161,7 +183,10 @@ class Predictor:
 
     def _prepare(self, study: StudyInput):
         """Read and check the radiograph, build the model's inputs; returns
-        (radiograph, result so far, inputs, mask or None, crops or None)."""
+        (radiograph, result so far, inputs, mask or None, crops or None).
+
+        The gate's reasons go to ``result.reasons``; the first check that finds any ends the
+        preparation there (the inputs are then incomplete and must not reach the model)."""
         check_image_size(study.image_path, self.settings.max_megapixels)
         with warnings.catch_warnings():
             # A quality flag says so; the warning's own text would carry the file path.
@@ -175,6 +200,10 @@ class Predictor:
             image_size=radiograph.shape,
         )
         inputs = ModelInputs()
+        result.reasons += header_reasons(radiograph.tags)
+        result.reasons += image_reasons(radiograph.pixels, radiograph.spacing)
+        if result.reasons:
+            return radiograph, result, inputs, None, None
         if "clinical" in self.run.inputs:
             self._clinical_inputs(study, radiograph, result, inputs)
         mask = crops = None
@@ -200,9 +229,16 @@ class Predictor:
                 f"the femur mask is {mask.label_map.shape[0]} x {mask.label_map.shape[1]} "
                 f"pixels, the radiograph {radiograph.shape[0]} x {radiograph.shape[1]}"
             )
-        if mask.flags:
-            # Training left such studies out: no hip crop or ROI of a missing femur.
-            raise InputError(f"segmentation failed: {'; '.join(mask.flags)}")
+        # Training left such studies out (the segmentation stage applies the same check).
+        result.reasons += mask_reasons(mask.label_map, mask.spacing)
+        if result.reasons:
+            if radiograph.spacing is None:
+                # The sizes in mm rest on the spacing the U-Net assumed: say so beside them.
+                result.reasons.append(
+                    f"the file has no pixel spacing: sizes in mm assume {mask.spacing[0]:g} mm "
+                    "per pixel; if this is a pelvis film, give the file its spacing"
+                )
+            return mask, None
         result.rois = place_rois(mask.label_map, mask.spacing, self.roi_settings)
         result.flags += [f"ROI {flag}" for flag in result.rois.flags]
         crops = None
@@ -222,6 +258,9 @@ class Predictor:
                 self.extractor, radiograph.pixels, result.rois, radiograph.spacing
             )
             inputs.add("texture", values, run.scalers["texture"])
+            result.reasons += feature_reasons(
+                inputs.batch["texture"].numpy()[0], inputs.names["texture"]
+            )
             for slot, reason in failures.items():
                 result.flags.append(
                     f"texture: {slot} ROI failed ({reason}); its features take the training median"
@@ -233,19 +272,27 @@ class Predictor:
 
         name = public_id(result.study, self.settings.show_identifiers)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        decision = "osteoporosis" if result.positive else "no osteoporosis"
-        title = (
-            f"{decision}: P(osteoporosis) = {result.probability:.2f} "
-            f"(threshold {result.threshold:.2f})   study {name}   run {self.run.name}"
-        )
+        if not result.assessable:
+            title = "\n".join(
+                textwrap.wrap(
+                    f"NOT ASSESSABLE (no prediction): {'; '.join(result.reasons)}", 110
+                )[:4]
+                + [f"study {name}   run {self.run.name}"]
+            )
+        else:
+            decision = "osteoporosis" if result.positive else "no osteoporosis"
+            title = (
+                f"{decision}: P(osteoporosis) = {result.probability:.2f} "
+                f"(threshold {result.threshold:.2f})   study {name}   run {self.run.name}"
+            )
         return save_prediction_overlay(
             self.settings.overlays_dir / f"{safe}.png",
             pixels,
             mask.label_map if mask is not None else None,
             result.rois,
             crops,
-            explanation.cams,
-            explanation.cam_share,
+            explanation.cams if explanation is not None else None,
+            explanation.cam_share if explanation is not None else None,
             title,
             flags=result.flags,
         )

@@ -4,6 +4,10 @@ By default a study is named by ``hash_identifier(study_id)`` and no path, file n
 id appears anywhere in a record, error messages included (they are redacted). With
 ``show_identifiers`` the record also carries ``study_id`` and ``image_path``.
 
+A ``not_assessable`` record carries the gate's ``reasons`` and no ``probability``,
+``threshold``, ``decision`` or ``tscore_pred`` at all (not even as null), so no reader can
+take a number from it for a valid result.
+
 Records are written as they come, so a batch killed halfway leaves every finished study in
 the output.
 """
@@ -40,6 +44,7 @@ CSV_COLUMNS = (
     "gradcam_share_left",
     "top_features",
     "flags",
+    "reasons",
     "overlay",
     "error",
     "seconds",
@@ -97,6 +102,13 @@ def result_record(result: StudyResult, show_identifiers: bool = False) -> dict:
             record["explanation"] = result.explanation
         if result.overlay is not None:
             record["overlay"] = str(result.overlay)
+    elif not result.assessable:
+        reasons = result.reasons
+        record["reasons"] = reasons if show_identifiers else [redact(r, result) for r in reasons]
+        record["spacing_mm"] = list(result.spacing) if result.spacing else None
+        record["image_size"] = list(result.image_size) if result.image_size else None
+        if result.overlay is not None:
+            record["overlay"] = str(result.overlay)
     else:
         error = result.error or "unknown error"
         record["error"] = error if show_identifiers else redact(error, result)
@@ -120,6 +132,7 @@ def _csv_row(record: dict) -> dict:
         f"{f['name']}={f['contribution']:+.4f}" for f in explanation.get("top_features", [])
     )
     row["flags"] = "; ".join(record["quality"]["flags"])
+    row["reasons"] = "; ".join(record.get("reasons", []))
     return row
 
 

@@ -21,8 +21,9 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from osteo.constants import FEMUR_LABELS
+from osteo.data.assessability import mask_reasons
 from osteo.data.io import failure_reason
-from osteo.data.masks import MaskFormatError, missing_femurs, read_label_map
+from osteo.data.masks import MaskFormatError, read_label_map
 from osteo.data.transforms import SEGMENTATION_INPUT_VERSION, segmentation_inference_transforms
 from osteo.files import atomic_path
 from osteo.hashing import file_digest
@@ -238,13 +239,13 @@ class MaskCache:
         path = self.path(key)
         return path if path.is_file() else None
 
-    def load(self, key: str) -> tuple[Path, np.ndarray] | None:
-        """The entry's path and label map, or None for a miss (absent or unreadable)."""
+    def load(self, key: str) -> tuple[Path, np.ndarray, tuple[float, float]] | None:
+        """The entry's path, label map and spacing, or None for a miss (absent or unreadable)."""
         path = self.get(key)
         if path is None:
             return None
         try:
-            label_map, _ = read_label_map(path)
+            label_map, spacing = read_label_map(path)
         except (RuntimeError, MaskFormatError) as err:
             last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
             warnings.warn(
@@ -253,7 +254,7 @@ class MaskCache:
                 stacklevel=2,
             )
             return None
-        return path, label_map
+        return path, label_map, spacing
 
     def put(self, key: str, mask: np.ndarray, spacing: tuple[float, float] | None) -> Path:
         path = self.path(key)
@@ -309,9 +310,9 @@ def predict_masks(
             continue
         hit = cache.load(key)
         if hit is not None:
-            path, label_map = hit
+            path, label_map, spacing = hit
             results[study_id] = MaskPrediction(
-                study_id, path, True, None, missing_femurs(label_map)
+                study_id, path, True, None, mask_reasons(label_map, spacing)
             )
         else:
             todo.append((study_id, image_path, key))
@@ -346,7 +347,7 @@ def predict_masks(
                 label_map = postprocess_in_box(label_map)
                 path = cache.put(key, label_map, spacing)
                 results[item["study_id"]] = MaskPrediction(
-                    item["study_id"], path, False, None, missing_femurs(label_map)
+                    item["study_id"], path, False, None, mask_reasons(label_map, spacing)
                 )
         bar.update(len(chunk))
     bar.close()

@@ -21,7 +21,8 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from osteo.constants import FEMUR_LABELS
-from osteo.data.masks import missing_femurs, read_label_map
+from osteo.data.assessability import mask_reasons
+from osteo.data.masks import read_label_map
 from osteo.data.stage import CohortData
 from osteo.data.transforms import SEGMENTATION_INPUT_VERSION
 from osteo.files import atomic_path
@@ -197,9 +198,9 @@ def _manifest_masks(ctx: RunContext, data: CohortData, record) -> SegmentationOu
     masks = {s: Path(p) for s, p in zip(table["study_id"], table["mask_path"], strict=True)}
     failures = {}
     for study_id, path in masks.items():
-        flags = missing_femurs(read_label_map(path)[0])
+        flags = mask_reasons(*read_label_map(path))
         if flags:
-            failures[study_id] = "; ".join(flags)
+            failures[study_id] = _not_assessable(flags)
     record.status = "skipped"
     record.note = "masks from the manifest (segmentation.masks=manifest)"
     ctx.hashes.prime(masks.values(), desc="hashing masks")
@@ -208,6 +209,7 @@ def _manifest_masks(ctx: RunContext, data: CohortData, record) -> SegmentationOu
         "masks": len(masks),
         "failures": len(failures),
         "failure_reasons": _count_reasons(failures),
+        "not_assessable": sum(r.startswith(NOT_ASSESSABLE_PREFIX) for r in failures.values()),
     }
     return SegmentationOutput(checkpoint=None, masks=masks, failures=failures)
 
@@ -298,8 +300,9 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
         masks = {p.study_id: p.mask_path for p in predictions if p.mask_path is not None}
         # Reasons go to excluded.csv and stages.json: the study's ids and paths are redacted
         # there (ctx.identifiers), here they are kept for the console.
+        # Flags are the assessability gate's mask reasons (osteo.data.assessability).
         failures = {
-            p.study_id: p.error or "; ".join(p.flags)
+            p.study_id: p.error or _not_assessable(p.flags)
             for p in predictions
             if p.mask_path is None or p.flags
         }
@@ -316,12 +319,24 @@ def run_segmentation_stage(ctx: RunContext, data: CohortData) -> SegmentationOut
                 "failure_reasons": _count_reasons(
                     {s: ctx.identifiers.message(m, s) for s, m in failures.items()}
                 ),
+                "not_assessable": sum(
+                    r.startswith(NOT_ASSESSABLE_PREFIX) for r in failures.values()
+                ),
                 "dice": _dice_figures(data, masks),
             }
         )
         if predicted_by_rank:
             record.figures["predicted_by_rank"] = predicted_by_rank
         return SegmentationOutput(checkpoint=checkpoint, masks=masks, failures=failures)
+
+
+# How excluded.csv and stages.json word a study the gate's mask check rejects (prediction
+# records say "status": "not_assessable" with the same reasons).
+NOT_ASSESSABLE_PREFIX = "not assessable: "
+
+
+def _not_assessable(reasons: list[str]) -> str:
+    return NOT_ASSESSABLE_PREFIX + "; ".join(reasons)
 
 
 def _count_reasons(failures: dict[str, str]) -> dict[str, int]:
