@@ -223,8 +223,7 @@ def run_radiomics(args: argparse.Namespace) -> int:
     names = list(next(iter(_extractors.values())).feature_names)
 
     matrices = {
-        key: np.stack([r["features"][key] for r in results])
-        for key in results[0]["features"]
+        key: np.stack([r["features"][key] for r in results]) for key in results[0]["features"]
     }
     summary: dict = {}
     for pair, (first, second) in PAIRS.items():
@@ -286,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     radiomics.add_argument("--preset", default="default")
     radiomics.add_argument("--seed", type=int, default=0)
     radiomics.add_argument(
-        "--radiomics-spacings", nargs="+", default=list(RADIOMICS_SPACINGS),
+        "--radiomics-spacings",
+        nargs="+",
+        default=list(RADIOMICS_SPACINGS),
         help="'none' (the image's own spacing) and/or radiomics spacings in mm",
     )
     radiomics.add_argument("--workers", type=int, default=2, help="0: in this process")

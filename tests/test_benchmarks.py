@@ -165,12 +165,14 @@ def test_generator_seeds_summarises_runs_against_their_cohorts_oracle(tmp_path, 
 
 @pytest.mark.slow
 def test_fullres_benchmark_runs_one_native_study_through_every_stage(tmp_path):
-    figures = bench(
-        "bench_fullres", "--studies=2", "--workers=1", "--seg-epochs=0", cwd=tmp_path
-    )
+    figures = bench("bench_fullres", "--studies=2", "--workers=1", "--seg-epochs=0", cwd=tmp_path)
     assert figures["studies"] == 2
     assert set(figures["seconds_per_study_by_stage"]) == {
-        "data", "segmentation", "roi", "radiomics", "crops"
+        "data",
+        "segmentation",
+        "roi",
+        "radiomics",
+        "crops",
     }
     assert all(v > 0 for v in figures["seconds_per_study_by_stage"].values())
     assert figures["peak_rss_mb"]["sum_upper_bound"] > 0

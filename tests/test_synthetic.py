@@ -781,10 +781,10 @@ def test_sites_declare_their_detector_in_mm():
     assert SITES["B"].photons_per_mm2 < SITES["A"].photons_per_mm2  # lower dose at B
 
 
-def test_patient_motion_blurs_site_b_only(monkeypatch):
-    """Site B's per-study motion blur: drawn from its own stream (so the site swap draws the
-    same number at both sites), zero at site A, recorded in the geometry (latent.csv), and
-    it removes fine detail from the stored image."""
+def test_patient_motion_blur(monkeypatch):
+    """A site's per-study motion blur (off at both default sites): drawn from the study's own
+    stream (so the site swap draws the same number at both sites), recorded in the geometry
+    (latent.csv), and it removes fine detail from the stored image."""
     from dataclasses import replace
 
     from osteo.data.synthetic import presets

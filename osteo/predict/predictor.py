@@ -274,9 +274,9 @@ class Predictor:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         if not result.assessable:
             title = "\n".join(
-                textwrap.wrap(
-                    f"NOT ASSESSABLE (no prediction): {'; '.join(result.reasons)}", 110
-                )[:4]
+                textwrap.wrap(f"NOT ASSESSABLE (no prediction): {'; '.join(result.reasons)}", 110)[
+                    :4
+                ]
                 + [f"study {name}   run {self.run.name}"]
             )
         else:

@@ -38,8 +38,8 @@ IMAGE_FORMATS = {"dicom": ".dcm", "png": ".png"}
 # The manifest contract lives in osteo.data.manifest; the generator writes exactly it.
 MANIFEST_COLUMNS = (*REQUIRED_COLUMNS, "mask_path", "label")
 # 2: physical scale (sites in mm, any spacing), per-hip cues, systemic bone (pelvis_density).
-# 3: patient motion blur at site B (site_B.motion_blur_mm; latent.csv motion_blur_mm).
-GENERATOR_VERSION = 3
+# (Sites' motion_blur_mm, 0 by default, renders version 2's images; latent.csv records it.)
+GENERATOR_VERSION = 2
 
 
 def study_spacing(site: str, spacing_mm: float | None, fullres: bool) -> float | None:

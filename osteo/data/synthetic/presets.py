@@ -60,7 +60,8 @@ class SiteAcquisition:
     manufacturer: str
     model_name: str
     # Patient motion during the exposure: a per-study Gaussian blur whose sigma is this value
-    # times an exponential draw (0: patients held still).
+    # times an exponential draw from the study's own stream (0, both default sites: patients
+    # held still; a site for robustness studies can set it).
     motion_blur_mm: float = 0.0
     spacing_mm: float = 0.0  # the spacing rendered at; 0 means the archive spacing
 
@@ -133,10 +134,9 @@ SITES: dict[str, SiteAcquisition] = {
     # down-samples to 1.0 mm. The square 43 x 43 cm field shows more above and below the hips
     # than A's landscape cassette. The dose, console and export settings were set with the
     # site-swap study (benchmarks/site_swap.py; docs/synthetic.md, "Site swap") so that a model
-    # trained at A loses AUC at B as the reference's did (0.04-0.06), not gains it. B's
-    # patients (older, frailer, many after a fall) also move more during the exposure: a
-    # per-study motion blur (sigma 0.8 mm x an exponential draw) that A's held-still patients
-    # do not have; of all of B's differences it is the one the CNN feels (docs/synthetic.md).
+    # trained at A loses AUC at B as the reference's did (0.04-0.06), not gains it. Patient
+    # motion (motion_blur_mm) is off: tried at 0.4 and 0.8 mm it cost the deep head 0.015-0.06
+    # on the site swap but 0.16-0.21 on the external cohort (docs/synthetic.md, "Site swap").
     "B": SiteAcquisition(
         name="B",
         modality="DX",
@@ -158,7 +158,6 @@ SITES: dict[str, SiteAcquisition] = {
         tone_centre=0.5,
         manufacturer="Example Medical Systems",
         model_name="FlatPanel DX-2",
-        motion_blur_mm=0.8,
     ),
 }
 
