@@ -229,6 +229,27 @@ def test_bad_readers_name_the_file_and_problem(tmp_path, body, match):
     assert str(path) in str(info.value)
 
 
+def test_readers_of_studies_the_runs_excluded_are_left_out_and_counted(tmp_path):
+    """A reader scored a study the pipeline excluded (not assessable): compared on the studies
+    both scored, the count kept for the report; an id known to neither is still an error."""
+    from osteo.evaluation.runs import load_excluded
+    from osteo.privacy import pseudonym
+
+    predictions = pd.DataFrame({"study_id": ["S1", "S2"]})
+    run = tmp_path / "run"
+    run.mkdir()
+    hashed = pseudonym("S3", "study")  # runs write pseudonyms, readers' files the ids
+    (run / "excluded.csv").write_text(f"study_id,split,reason\n{hashed},external_test,x\n")
+    excluded = load_excluded(run)
+    assert excluded == {hashed} and load_excluded(tmp_path) == set()
+    path = _write(tmp_path, "study_id,reader,score\nS1,R1,4\nS2,R1,2\nS3,R1,5\n", "r.csv")
+    table = load_readers(path, predictions, excluded)
+    assert table["study_id"].tolist() == ["S1", "S2"]
+    assert table.attrs["excluded_studies"] == 1
+    with pytest.raises(EvaluationInputError, match="not in the predictions"):
+        load_readers(path, predictions)  # without the run's exclusions S3 is unknown
+
+
 def test_run_name_from_config_head_or_folder(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "config.yaml").write_text("name: deep\nmodel:\n  head: x\n")

@@ -31,6 +31,7 @@ from osteo.evaluation.runs import (
     TEST_SPLITS,
     EvaluationInputError,
     Run,
+    load_excluded,
     load_readers,
     load_run,
 )
@@ -373,6 +374,8 @@ def build_comparison_table(
             row.pop(f"{split}_auc_a", None)
     table = pd.DataFrame(list(rows.values()))
     table.attrs["plan"] = plan
+    if readers is not None:
+        table.attrs["readers_excluded_studies"] = int(readers.attrs.get("excluded_studies", 0))
     # Counts stay integers in the CSV even where a row has none (a reader on internal_test).
     for column in table.columns:
         if column.endswith(("_n", "_n_positive", "_n_compared")):
@@ -490,6 +493,13 @@ def format_comparison_markdown(table: pd.DataFrame, confidence_level: float = 0.
                     f"{SPLIT_TITLES[split].lower()} studies; the primary model's AUC "
                     f"on the same studies is {same:.3f}."
                 )
+    left_out = table.attrs.get("readers_excluded_studies", 0)
+    if left_out:
+        notes.append(
+            f"{left_out} reader-scored {'study was' if left_out == 1 else 'studies were'} left "
+            "out of the reader comparison: the runs excluded them (excluded.csv, e.g. not "
+            "assessable), so no model scored them."
+        )
     methods = {m for s in splits for m in table.get(f"{s}_auc_ci_method", pd.Series()).dropna()}
     clustered = "obuchowski" in methods
     notes.append(
@@ -567,7 +577,8 @@ def compare_runs(
     runs = [load_run(d) for d in run_dirs]
     readers = None
     if readers_path is not None:
-        readers = load_readers(readers_path, pd.concat([r.predictions for r in runs]))
+        excluded = set().union(*(load_excluded(r.path) for r in runs))
+        readers = load_readers(readers_path, pd.concat([r.predictions for r in runs]), excluded)
     configured_primary, configured_comparisons = planned_analysis(runs)
     table = build_comparison_table(
         runs,

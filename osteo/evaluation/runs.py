@@ -6,6 +6,7 @@ the offending rows, so a bad file can be fixed without reading code.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ __all__ = [
     "Run",
     "load_predictions",
     "load_readers",
+    "load_excluded",
     "load_run",
     "run_name",
 ]
@@ -151,10 +153,19 @@ def load_predictions(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def load_readers(path: str | Path, predictions: pd.DataFrame | None = None) -> pd.DataFrame:
+def load_readers(
+    path: str | Path,
+    predictions: pd.DataFrame | None = None,
+    excluded: Iterable[str] = (),
+) -> pd.DataFrame:
     """Read a readers CSV (``study_id, reader, score``; 5-point scale, higher = more likely
     osteoporosis). Checks numeric scores, one score per reader and study, and, given
     ``predictions``, that every study id is one of theirs.
+
+    ``excluded``: study ids the runs left out (their ``excluded.csv``, e.g. not assessable).
+    Readers' scores of those studies are dropped, because a model and a reader must be
+    compared on the same studies; how many is kept in ``attrs["excluded_studies"]`` for the
+    report. Any other unknown id is an error (a wrong file or a typo).
     """
     path = Path(path)
     table = _read_csv(path, READER_COLUMNS, "readers")
@@ -170,15 +181,23 @@ def load_readers(path: str | Path, predictions: pd.DataFrame | None = None) -> p
             f"{path}: reader {first['reader']!r} scores study "
             f"{first['study_id']!r} more than once ({_rows(duplicated)})"
         )
+    table.attrs["excluded_studies"] = 0
     if predictions is not None:
         known = set(predictions["study_id"])
+        left_out = set(excluded) - known
         unknown = ~table["study_id"].isin(known)
         if unknown.any():
             # Runs name studies by keyed pseudonyms (osteo.privacy); readers' files by the ids.
             from osteo.privacy import pseudonym
 
-            mapped = table["study_id"].map(lambda s: s if s in known else pseudonym(s, "study"))
-            table["study_id"] = mapped.where(mapped.isin(known), table["study_id"])
+            named = known | left_out
+            mapped = table["study_id"].map(lambda s: s if s in named else pseudonym(s, "study"))
+            table["study_id"] = mapped.where(mapped.isin(named), table["study_id"])
+            unknown = ~table["study_id"].isin(known)
+        dropped = unknown & table["study_id"].isin(left_out)
+        if dropped.any():
+            table.attrs["excluded_studies"] = int(table.loc[dropped, "study_id"].nunique())
+            table = table.loc[~dropped].reset_index(drop=True)
             unknown = ~table["study_id"].isin(known)
         if unknown.any():
             ids = table.loc[unknown, "study_id"].unique()
@@ -187,6 +206,17 @@ def load_readers(path: str | Path, predictions: pd.DataFrame | None = None) -> p
                 f"({_rows(unknown)}); readers must score studies the models predicted"
             )
     return table
+
+
+def load_excluded(run_dir: str | Path) -> set[str]:
+    """Study ids a run left out (its ``excluded.csv``; empty when there is none)."""
+    path = Path(run_dir) / "excluded.csv"
+    if not path.is_file():
+        return set()
+    table = pd.read_csv(path, dtype=str)
+    if "study_id" not in table.columns:
+        raise EvaluationInputError(f"{path}: no 'study_id' column")
+    return set(table["study_id"].dropna())
 
 
 def run_name(run_dir: str | Path) -> str:
