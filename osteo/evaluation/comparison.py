@@ -496,9 +496,9 @@ def format_comparison_markdown(table: pd.DataFrame, confidence_level: float = 0.
     left_out = table.attrs.get("readers_excluded_studies", 0)
     if left_out:
         notes.append(
-            f"{left_out} reader-scored {'study was' if left_out == 1 else 'studies were'} left "
-            "out of the reader comparison: the runs excluded them (excluded.csv, e.g. not "
-            "assessable), so no model scored them."
+            f"Reader comparison without {left_out} reader-scored "
+            f"{'study' if left_out == 1 else 'studies'} that the runs excluded (excluded.csv, "
+            "e.g. not assessable) and no model scored."
         )
     methods = {m for s in splits for m in table.get(f"{s}_auc_ci_method", pd.Series()).dropna()}
     clustered = "obuchowski" in methods
