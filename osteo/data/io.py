@@ -318,7 +318,12 @@ def _decode_pixels(ds: Any, path: Path) -> np.ndarray:
         return ds.pixel_array
     except Exception as err:  # pydicom raises several types for missing decoders and bad data
         text = str(err)
-        compressed = bool(transfer_syntax is not None and transfer_syntax.is_compressed)
+        try:
+            compressed = bool(transfer_syntax is not None and transfer_syntax.is_compressed)
+        except (AttributeError, ValueError, TypeError):
+            # A corrupt Transfer Syntax UID (several values, a stray NUL) is no known
+            # compressed syntax: the file is reported as unreadable below.
+            compressed = False
         if compressed and (
             "decod" in text.lower()
             or "plugin" in text.lower()
