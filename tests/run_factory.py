@@ -8,6 +8,7 @@ reports it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -89,3 +90,11 @@ def train_tiny_run(root: Path, manifest: Path) -> TinyRun:
     return TinyRun(
         root, root / "runs" / "shared", root / "cache", manifest, result.stdout, result.stderr
     )
+
+
+def load_tool():
+    """``tools/predict.py`` as a module (its ``main`` and exit codes), for the CLI tests."""
+    spec = importlib.util.spec_from_file_location("predict_tool", ROOT / "tools" / "predict.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

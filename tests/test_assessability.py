@@ -8,7 +8,6 @@ MR files pydicom ships (``pydicom.data``, a dependency), read from the installed
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import warnings
@@ -19,6 +18,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 from pydicom.data import get_testdata_file
+from run_factory import load_tool
 
 from osteo.cli.predict import EXIT_NOT_ASSESSABLE
 from osteo.data.assessability import (
@@ -146,13 +146,6 @@ def test_standardised_inputs_far_from_training_are_rejected():
 
 
 # ---------------------------------------------------------------------------- prediction
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("predict_tool", ROOT / "tools" / "predict.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
