@@ -1,6 +1,11 @@
 """Resolution study (issue 15): how the pixel spacing of a radiograph changes what osteo sees.
 
     python benchmarks/resolution_study.py radiomics --studies 48 --workers 2   # ~10 min
+    python benchmarks/resolution_study.py heads --train 200 --test 200         # see below
+
+Part ``heads`` (part b, ``resolution_heads.py``): the texture and deep heads' test AUC with
+the radiomics ROIs and the CNN's hip crops sampled at 0.25, 0.5 and 1.0 mm, all cut from the
+same native 0.15 mm renders; results in ``benchmarks/results/resolution_heads.json``.
 
 Part ``radiomics`` (part a): are the radiomics features of one bone the same at every site's
 pixel spacing, and at which radiomics spacing (``resampledPixelSpacing`` of the parameter
@@ -43,6 +48,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import resolution_heads
 from common import RESULTS, environment, load_average, write_json
 
 PAIRS = {
@@ -292,7 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     radiomics.add_argument("--workers", type=int, default=2, help="0: in this process")
     radiomics.add_argument("--out", type=Path, default=RESULTS / "resolution_study.json")
+    heads = parts.add_parser("heads", help="texture and deep heads' AUC by spacing")
+    resolution_heads.add_arguments(heads)
     args = parser.parse_args(argv)
+    if args.part == "heads":
+        if min(args.train, args.test) < 4 or args.epochs < 1:
+            parser.error("--train and --test must be >= 4 (both classes twice) and --epochs >= 1")
+        return resolution_heads.run_heads(args)
     if args.studies < 6:
         parser.error("--studies must be >= 6 (agreement over fewer studies means nothing)")
     if not math.isfinite(args.workers) or args.workers < 0:

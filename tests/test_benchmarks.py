@@ -183,3 +183,51 @@ def test_fullres_benchmark_runs_one_native_study_through_every_stage(tmp_path):
         "A": 6.69,
         "B": 9.57,
     }
+
+
+@pytest.mark.slow
+def test_resolution_study_radiomics_part_compares_spacings(tmp_path):
+    figures = bench(
+        "resolution_study",
+        "radiomics",
+        "--studies=6",
+        "--workers=0",
+        "--radiomics-spacings",
+        "none",
+        "1.0",
+        cwd=tmp_path,
+    )
+    assert figures["n_studies"] == 6
+    assert set(figures["agreement"]) == {"native_A_vs_B", "archive_A_vs_B", "native_vs_archive"}
+    for by_spacing in figures["agreement"].values():
+        assert set(by_spacing) == {"none", "1.0"}
+        assert all(-1.0 <= a["median_rank_icc"] <= 1.0 for a in by_spacing.values())
+
+
+@pytest.mark.slow
+def test_resolution_study_heads_part_scores_every_arm_on_the_same_test_studies(tmp_path):
+    figures = bench(
+        "resolution_study",
+        "heads",
+        "--train=4",
+        "--test=4",
+        "--epochs=1",
+        "--workers=0",
+        "--cache",
+        str(tmp_path / "cache"),
+        cwd=tmp_path,
+    )
+    assert (figures["n_train"], figures["n_test"], figures["test_positives"]) == (4, 4, 2)
+    assert figures["crop_arms_mm_spacing_pixels"] == {
+        "0.25": [80.0, 0.25, 320],
+        "0.5": [80.0, 0.5, 160],
+        "1": [80.0, 1.0, 80],
+        "default": [110.4, 1.15, 96],
+    }
+    assert set(figures["results"]["texture"]) == {"0.25", "0.5", "1"}
+    for head in ("texture", "deep"):
+        for arm, result in figures["results"][head].items():
+            assert 0.0 <= result["auc"] <= 1.0
+            assert ("vs_1mm" in result) == (arm != "1")
+    # Every study was rendered once and cached: its crops and features for every arm.
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 8
