@@ -230,7 +230,7 @@ def run_heads(args: argparse.Namespace) -> int:
     cache = args.cache / f"paper-seed{args.seed}-crop{args.crop_mm:g}mm"
     cache.mkdir(parents=True, exist_ok=True)
     load_start = load_average()
-    start = time.perf_counter()
+    start = run_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         paths = {f"{s:g}": params_file(Path(tmp), f"{s:g}") for s in RADIOMICS_SPACINGS_MM}
         tasks = [(row, args.crop_mm, cache) for row in rows]
@@ -323,6 +323,7 @@ def run_heads(args: argparse.Namespace) -> int:
             "results": results,
             "mean_seconds_per_study": seconds,
             "render_and_extract_wall_seconds": round(render_wall, 1),
+            "wall_seconds": round(time.perf_counter() - run_start, 1),
             "workers": args.workers,
             "load_average_1min": {"start": load_start, "end": load_average()},
             "environment": environment(),
