@@ -30,11 +30,9 @@ Rendered studies are cached (``--cache``), so a second run only trains.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -81,22 +79,11 @@ def select_studies(n_train: int, n_test: int, seed: int):
 
 # ---------------------------------------------------------------------- rendering (workers)
 
-_extractors: dict = {}
-
-
-def _init_worker(param_paths: dict[str, Path]) -> None:
-    import SimpleITK as sitk
-
-    from osteo.radiomics import RadiomicsExtractor
-
-    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(1)  # the pool keeps the cores busy
-    _extractors.update({s: RadiomicsExtractor(p) for s, p in param_paths.items()})
-
 
 def _study_inputs(task: tuple[dict, float, Path]) -> Path:
     """Render one study natively; its features per radiomics spacing and crops per arm
     go to ``<cache>/<study_id>.npz`` (reused when there)."""
-    from resolution_study import _boxes
+    from resolution_study import _boxes, _extractors
 
     from osteo.classification.hips import extract_hip_pair, hip_crop_centre
     from osteo.data.synthetic import SITES, render_study
@@ -221,7 +208,7 @@ def train_and_score(head: str, train: tuple, test: tuple, arm: str, args) -> dic
 
 
 def run_heads(args: argparse.Namespace) -> int:
-    from resolution_study import params_file
+    from resolution_study import map_studies, params_file
 
     from osteo.evaluation.stats import delong_paired_test
 
@@ -233,21 +220,9 @@ def run_heads(args: argparse.Namespace) -> int:
     start = run_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         paths = {f"{s:g}": params_file(Path(tmp), f"{s:g}") for s in RADIOMICS_SPACINGS_MM}
-        tasks = [(row, args.crop_mm, cache) for row in rows]
-        done = []
-        if args.workers == 0:
-            _init_worker(paths)
-            for i, task in enumerate(tasks):
-                done.append(_study_inputs(task))
-                print(f"  study {i + 1}/{len(tasks)}", file=sys.stderr, flush=True)
-        else:
-            context = multiprocessing.get_context("forkserver")
-            with ProcessPoolExecutor(
-                args.workers, mp_context=context, initializer=_init_worker, initargs=(paths,)
-            ) as pool:
-                for i, path in enumerate(pool.map(_study_inputs, tasks)):
-                    done.append(path)
-                    print(f"  study {i + 1}/{len(tasks)}", file=sys.stderr, flush=True)
+        done = map_studies(
+            _study_inputs, [(row, args.crop_mm, cache) for row in rows], args.workers, paths
+        )
     render_wall = time.perf_counter() - start
     arrays = [dict(np.load(p)) for p in done]
     train = (train_rows, arrays[: len(train_rows)])

@@ -138,6 +138,29 @@ def _study_features(task: tuple[dict, list[float]]) -> dict:
     return out
 
 
+def map_studies(function, tasks: list, workers: int, param_paths: dict[str, Path]) -> list:
+    """``function(task)`` for every task, in order, in ``workers`` forkserver processes (0: in
+    this one), a count on stderr; each process holds one extractor per radiomics spacing of
+    ``param_paths`` (``_extractors``)."""
+    results = []
+
+    def collect(outputs) -> None:
+        for i, output in enumerate(outputs):
+            results.append(output)
+            print(f"  study {i + 1}/{len(tasks)}", file=sys.stderr, flush=True)
+
+    if workers == 0:
+        _init_worker(param_paths)
+        collect(map(function, tasks))
+    else:
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(param_paths,)
+        ) as pool:
+            collect(pool.map(function, tasks))
+    return results
+
+
 # ---------------------------------------------------------------------- agreement
 
 
@@ -208,22 +231,10 @@ def run_radiomics(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         paths = {s: params_file(Path(tmp), s) for s in radiomics_spacings}
-        tasks = [(row, spacings) for row in rows]
-        if args.workers == 0:
-            _init_worker(paths)
-            results = []
-            for i, task in enumerate(tasks):
-                results.append(_study_features(task))
-                print(f"  study {i + 1}/{len(tasks)}", file=sys.stderr, flush=True)
-        else:
-            context = multiprocessing.get_context("forkserver")
-            with ProcessPoolExecutor(
-                args.workers, mp_context=context, initializer=_init_worker, initargs=(paths,)
-            ) as pool:
-                results = []
-                for i, result in enumerate(pool.map(_study_features, tasks)):
-                    results.append(result)
-                    print(f"  study {i + 1}/{len(tasks)}", file=sys.stderr, flush=True)
+        results = map_studies(
+            _study_features, [(row, spacings) for row in rows], args.workers, paths
+        )
+        if args.workers:
             _init_worker(paths)  # feature names in this process
     wall = time.perf_counter() - start
     names = list(next(iter(_extractors.values())).feature_names)
