@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from osteo.data.masks import read_label_map
 from osteo.data.stage import CohortData
-from osteo.files import write_json_atomic
+from osteo.files import atomic_path, write_json_atomic
 from osteo.hashing import digest
 from osteo.pipeline.context import RunContext
 from osteo.pipeline.distributed import is_global_zero
@@ -204,6 +204,11 @@ def _write_table(
     return table
 
 
+# Part of the contact sheets' stamp: bump it when what a sheet shows changes.
+CONTACT_SHEET_VERSION = 1
+CONTACT_SHEETS_STAMP = "contact_sheets.key"
+
+
 def _contact_sheets(
     ctx: RunContext,
     data: CohortData,
@@ -211,22 +216,52 @@ def _contact_sheets(
     masks: dict[str, Path],
     per_split: int = 24,
 ) -> None:
+    """``overlays/rois_<split>.png``: the first ``per_split`` studies of each split, flagged
+    ones first. Drawn again only when what they show changed: a warm run of the same run
+    folder finds them with their stamp (the studies drawn, their image and mask digests, the
+    boxes) and keeps them (drawing is most of a warm run's ROI stage)."""
     from osteo.data.io import read_radiograph
     from osteo.roi.overlay import save_contact_sheet
 
+    folder = ctx.run_dir / "overlays"
+    selected = {}
     for split, part in data.manifest.groupby("split"):
         ids = [s for s in part["study_id"] if s in rois]
         # Flagged studies first: they are the ones a reviewer must see.
         ids = sorted(ids, key=lambda s: rois[s].ok)[:per_split]
+        if ids:
+            paths = part.set_index("study_id")["image_path"]
+            selected[str(split)] = [(s, paths[s]) for s in ids]
+    stamp = digest(
+        {
+            split: [
+                (ctx.hashes.digest(image), ctx.hashes.digest(masks[s]), _result_to_json(rois[s]))
+                for s, image in studies
+            ]
+            for split, studies in selected.items()
+        },
+        CONTACT_SHEET_VERSION,
+        ROI_ALGORITHM_VERSION,
+    )
+    stamp_path = folder / CONTACT_SHEETS_STAMP
+    sheets = [folder / f"rois_{split}.png" for split in selected]
+    if (
+        stamp_path.is_file()
+        and stamp_path.read_text().strip() == stamp
+        and all(p.is_file() for p in sheets)
+    ):
+        return
+    stamp_path.unlink(missing_ok=True)  # a sheet drawn below and a stale stamp never meet
+    for split, studies in selected.items():
         items = []
-        for index, study_id in enumerate(ids):
-            image_path = part.loc[part["study_id"] == study_id, "image_path"].iloc[0]
+        for index, (study_id, image_path) in enumerate(studies):
             pixels = read_radiograph(image_path).pixels
             label_map, _ = read_label_map(masks[study_id])
             # Titles are positions, not study ids: review images carry no identifiers.
             items.append((f"{split} #{index + 1}", pixels, label_map, rois[study_id]))
-        if items:
-            save_contact_sheet(ctx.run_dir / "overlays" / f"rois_{split}.png", items)
+        save_contact_sheet(folder / f"rois_{split}.png", items)
+    with atomic_path(stamp_path) as temporary:
+        temporary.write_text(stamp + "\n")
 
 
 def _per_study_overlays(
