@@ -111,11 +111,21 @@ def test_main_command_writes_the_run_folder_and_reuses_every_stage(tmp_path, tin
     assert "AUC" in result.stdout and "external_test" in result.stdout
     assert list((run / "wandb").glob("offline-run-*")), "W&B offline run missing"
 
+    sheets = sorted((run / "overlays").glob("rois_*.png"))
+    assert sheets and (run / "overlays" / "contact_sheets.key").is_file()
+    drawn = {p: p.stat().st_mtime_ns for p in sheets}
+
     fit(tmp_path, tiny_cohort, "fusion_all.yaml", *FAST)
     again = stages(run)
     assert again["roi"]["status"] == "reused"
     assert again["radiomics"]["status"] == "reused"
     assert again["classifier"]["status"] == "reused"
+    # A warm run keeps the contact sheets (same studies, images, masks and boxes).
+    assert {p: p.stat().st_mtime_ns for p in sheets} == drawn
+    # A sheet that went missing is drawn again.
+    sheets[0].unlink()
+    fit(tmp_path, tiny_cohort, "fusion_all.yaml", *FAST)
+    assert sheets[0].is_file()
 
 
 def test_clinical_head_never_loads_images_or_texture(tmp_path, tiny_cohort):

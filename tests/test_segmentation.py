@@ -202,3 +202,49 @@ def test_fast_postprocessing_equals_scipy_on_random_masks():
             expected = ndimage.sum_labels(np.ones_like(components), components, range(1, count + 1))
             assert np.array_equal(_component_sizes(components, count), expected)
     assert not _fill_holes(np.zeros((5, 5), dtype=bool)).any()
+
+
+def test_dice_figures_are_cached_by_both_masks_digests(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from osteo.data.stage import CohortData
+    from osteo.pipeline.file_hashes import FileHashes
+    from osteo.segmentation import stage as segmentation_stage
+
+    def write(name: str, labels: np.ndarray):
+        path = tmp_path / f"{name}.nii.gz"
+        sitk.WriteImage(sitk.GetImageFromArray(labels), str(path))
+        return path
+
+    def context():  # a new run: file digests are computed afresh
+        return SimpleNamespace(
+            hashes=FileHashes(None, progress=False), cache_dir=tmp_path / "cache"
+        )
+
+    truth = np.zeros((20, 30), np.uint8)
+    truth[5:15, 3:10], truth[5:15, 20:27] = 1, 2  # 70 pixels per femur
+    predicted = truth.copy()
+    predicted[5:15, 3] = 0  # the right femur loses a column: 60 pixels
+    manifest = pd.DataFrame(
+        {"study_id": ["S1"], "split": ["val"], "mask_path": [str(write("truth", truth))]}
+    )
+    data = CohortData(manifest, tmp_path / "manifest.csv")
+    masks = {"S1": write("predicted", predicted)}
+
+    first = segmentation_stage._dice_figures(context(), data, masks)
+    assert first["val"]["n"] == 1
+    assert first["val"]["dice_right_mean"] == pytest.approx(2 * 60 / 130, abs=1e-4)
+    assert first["val"]["dice_left_mean"] == 1.0
+
+    def no_decoding(path):
+        raise AssertionError(f"{path} decoded although its Dice figures are cached")
+
+    monkeypatch.setattr(segmentation_stage, "read_label_map", no_decoding)
+    assert segmentation_stage._dice_figures(context(), data, masks) == first
+    # Another predicted mask is another key: the figures are computed again.
+    predicted[5:15, 4] = 0
+    write("predicted", predicted)
+    with pytest.raises(AssertionError, match="decoded although"):
+        segmentation_stage._dice_figures(context(), data, masks)
