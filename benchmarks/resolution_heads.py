@@ -87,6 +87,7 @@ def _study_inputs(task: tuple[dict, float, Path]) -> Path:
 
     from osteo.classification.hips import extract_hip_pair, hip_crop_centre
     from osteo.data.synthetic import SITES, render_study
+    from osteo.files import atomic_path
 
     row, crop_mm, cache = task
     path = cache / f"{row['study_id']}.npz"
@@ -117,9 +118,8 @@ def _study_inputs(task: tuple[dict, float, Path]) -> Path:
         out[f"seconds_crop_{name}"] = np.float64(time.perf_counter() - start)
         out[f"right_{name}"] = right.astype(np.float16)
         out[f"left_{name}"] = left.astype(np.float16)
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, **out)
-    temporary.replace(path)  # a killed run leaves no half-written study
+    with atomic_path(path, suffix=".npz") as temporary:  # a killed run leaves no half study
+        np.savez(temporary, **out)
     return path
 
 
@@ -174,7 +174,7 @@ def train_and_score(head: str, train: tuple, test: tuple, arm: str, args) -> dic
         settings = classifier_config(
             model_section,
             head=head,
-            texture_dim=len(train[1][0]["texture_1"]),
+            texture_dim=len(train[1][0][f"texture_{REFERENCE_ARM}"]),
             imbalance="pos_weight",
             pos_weight=datamodule.pos_weight,
             test_splits=["internal_test"],
@@ -195,7 +195,7 @@ def train_and_score(head: str, train: tuple, test: tuple, arm: str, args) -> dic
         start = time.perf_counter()
         trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
         seconds = time.perf_counter() - start
-        batches = trainer.predict(module, dataloaders=datamodule._eval_loader("internal_test"))
+        batches = trainer.predict(module, datamodule=datamodule)  # internal_test: the one split
     scores = torch.cat([b["probability"] for b in batches]).numpy()
     labels = np.array([r["label"] for r in test[0]], dtype=int)
     estimate = delong_auc(labels, scores)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from osteo.data.masks import read_label_map
 from osteo.data.stage import CohortData
-from osteo.files import atomic_path, write_json_atomic
+from osteo.files import write_json_atomic, write_text_atomic
 from osteo.hashing import digest
 from osteo.pipeline.context import RunContext
 from osteo.pipeline.distributed import is_global_zero
@@ -260,8 +260,7 @@ def _contact_sheets(
             # Titles are positions, not study ids: review images carry no identifiers.
             items.append((f"{split} #{index + 1}", pixels, label_map, rois[study_id]))
         save_contact_sheet(folder / f"rois_{split}.png", items)
-    with atomic_path(stamp_path) as temporary:
-        temporary.write_text(stamp + "\n")
+    write_text_atomic(stamp_path, stamp + "\n")
 
 
 def _per_study_overlays(

@@ -166,6 +166,10 @@ def dice_per_femur(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]
     return out
 
 
+# Part of the Dice figures' cache key: bump it when the figures are computed differently.
+DICE_FIGURES_VERSION = 1
+
+
 def _dice_figures(ctx: RunContext, data: CohortData, masks: dict[str, Path]) -> dict:
     """Mean and minimum Dice per femur and split against the manifest's masks.
 
@@ -203,10 +207,6 @@ def _dice_figures(ctx: RunContext, data: CohortData, masks: dict[str, Path]) -> 
     if is_global_zero():
         write_json_atomic(cache_path, figures)
     return figures
-
-
-# Part of the Dice figures' cache key: bump it when the figures are computed differently.
-DICE_FIGURES_VERSION = 1
 
 
 def _manifest_masks(ctx: RunContext, data: CohortData, record) -> SegmentationOutput:
